@@ -1,0 +1,56 @@
+# convoyd — `make run` starts the daemon, `make test` runs every check. Both install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+BUF := tools/node_modules/.bin/buf
+NODE_STAMP := tools/node_modules/.installed-stamp
+
+.PHONY: run test lint pytest gen check-gen proto-lint proto-breaking fmt clean
+
+run: $(STAMP)
+	$(BIN)/convoyd serve
+
+test: lint pytest
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "convoyd needs Python >= 3.11 ($(PYTHON) is older)"; exit 1; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(NODE_STAMP): tools/package.json tools/package-lock.json
+	npm ci --prefix tools --no-audit --no-fund --loglevel=error
+	touch $@
+
+gen: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py
+
+check-gen: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py --check
+
+proto-lint: $(NODE_STAMP)
+	$(BUF) lint proto
+
+# Compares the contract with the one on branch main (a no-op on main itself, a guard on any
+# other branch or on uncommitted changes).
+proto-breaking: $(NODE_STAMP)
+	@if git rev-parse --verify --quiet main:proto/buf.yaml >/dev/null; then \
+		$(BUF) breaking proto --against '.git#branch=main,subdir=proto'; \
+	else echo "proto-breaking: branch main has no proto/ yet; nothing to compare"; fi
+
+lint: $(STAMP) check-gen proto-lint proto-breaking
+	$(BIN)/ruff check convoyd tests scripts
+	$(BIN)/ruff format --check convoyd tests scripts
+	$(BIN)/mypy
+
+pytest: $(STAMP) $(NODE_STAMP)
+	$(BIN)/pytest
+
+fmt: $(STAMP)
+	$(BIN)/ruff format convoyd tests scripts
+	$(BIN)/ruff check --fix convoyd tests scripts
+
+clean:
+	rm -rf $(VENV) tools/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,271 @@
+"""Protobuf messages to domain types and back: the only place the two meet."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from convoyd.core.model import (
+    ApiKeyAuth,
+    Endpoint,
+    EndpointSpec,
+    EndpointStatus,
+    RetryPolicy,
+    RetryStrategy,
+    Secret,
+    SignatureConfig,
+    SignatureEncoding,
+    SignatureHash,
+    SignatureScheme,
+)
+from convoyd.core.validation import MASK
+from convoyd.errors import FieldViolation, ValidationError
+from convoyd.v1 import endpoint_pb2 as pb
+
+STATUS_TO_PB = {
+    EndpointStatus.ACTIVE: pb.ENDPOINT_STATUS_ACTIVE,
+    EndpointStatus.INACTIVE: pb.ENDPOINT_STATUS_INACTIVE,
+    EndpointStatus.PAUSED: pb.ENDPOINT_STATUS_PAUSED,
+    EndpointStatus.PENDING: pb.ENDPOINT_STATUS_PENDING,
+}
+STATUS_FROM_PB = {v: k for k, v in STATUS_TO_PB.items()}
+SCHEME_TO_PB = {
+    SignatureScheme.STANDARD: pb.SIGNATURE_SCHEME_STANDARD,
+    SignatureScheme.CONVOY_SIMPLE: pb.SIGNATURE_SCHEME_CONVOY_SIMPLE,
+    SignatureScheme.CONVOY_ADVANCED: pb.SIGNATURE_SCHEME_CONVOY_ADVANCED,
+}
+SCHEME_FROM_PB = {v: k for k, v in SCHEME_TO_PB.items()}
+HASH_TO_PB = {
+    SignatureHash.SHA256: pb.SIGNATURE_HASH_SHA256,
+    SignatureHash.SHA512: pb.SIGNATURE_HASH_SHA512,
+}
+HASH_FROM_PB = {v: k for k, v in HASH_TO_PB.items()}
+ENCODING_TO_PB = {
+    SignatureEncoding.HEX: pb.SIGNATURE_ENCODING_HEX,
+    SignatureEncoding.BASE64: pb.SIGNATURE_ENCODING_BASE64,
+}
+ENCODING_FROM_PB = {v: k for k, v in ENCODING_TO_PB.items()}
+
+# Mask paths of the API (Endpoint field names) → EndpointSpec field names.
+MASK_TO_SPEC = {
+    "name": "name",
+    "description": "description",
+    "url": "url",
+    "owner_id": "owner_id",
+    "event_types": "event_types",
+    "http_timeout": "http_timeout",
+    "rate_limit": "rate_limit",
+    "rate_limit_duration": "rate_limit_duration",
+    "retry_policy": "retry_policy",
+    "signature": "signature",
+    "authentication": "auth",
+    "headers": "headers",
+    "content_type": "content_type",
+    "max_concurrency": "max_concurrency",
+}
+SPEC_TO_MASK = {v: k for k, v in MASK_TO_SPEC.items()}
+
+
+class _Violations:
+    def __init__(self) -> None:
+        self.items: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.items.append(FieldViolation(field, description))
+
+
+def seconds(d: duration_pb2.Duration) -> float:
+    return d.seconds + d.nanos / 1e9
+
+
+def duration(value: float) -> duration_pb2.Duration:
+    out = duration_pb2.Duration()
+    out.FromNanoseconds(round(value * 1e9))
+    return out
+
+
+def timestamp(value: float) -> timestamp_pb2.Timestamp:
+    # Microseconds: the store's precision, and free of float noise in the last digits.
+    out = timestamp_pb2.Timestamp()
+    out.FromMicroseconds(round(value * 1e6))
+    return out
+
+
+def timestamp_seconds(ts: timestamp_pb2.Timestamp) -> float:
+    return ts.seconds + ts.nanos / 1e9
+
+
+def _enum(value: int, table: Mapping[Any, Any], default: Any, field: str, out: _Violations) -> Any:
+    if value == 0:
+        return default
+    if value not in table:
+        out.add(field, f"unknown value {value}")
+        return default
+    return table[value]
+
+
+def _duration_field(msg: Any, name: str, *, default: float | None) -> float | None:
+    # Negative values pass through: the validator names them with every other bad field.
+    return seconds(getattr(msg, name)) if msg.HasField(name) else default
+
+
+def _retry_from_pb(msg: pb.RetryPolicy) -> RetryPolicy | None:
+    kind = msg.WhichOneof("strategy")
+    jitter = msg.jitter if msg.HasField("jitter") else 0.2
+    if kind is None:
+        if msg.HasField("jitter"):
+            return RetryPolicy(jitter=jitter)
+        return None
+    if kind == "schedule":
+        delays = tuple(seconds(d) for d in msg.schedule.delays)
+        return RetryPolicy(strategy=RetryStrategy.SCHEDULE, delays=delays, jitter=jitter)
+    if kind == "exponential":
+        e = msg.exponential
+        initial = _duration_field(e, "initial_interval", default=5.0)
+        cap = _duration_field(e, "max_interval", default=36000.0)
+        return RetryPolicy(
+            strategy=RetryStrategy.EXPONENTIAL,
+            initial_interval=5.0 if initial is None else initial,
+            max_interval=36000.0 if cap is None else cap,
+            multiplier=e.multiplier or 2.0,
+            max_retries=e.max_retries,
+            jitter=jitter,
+        )
+    lin = msg.linear
+    interval = _duration_field(lin, "interval", default=60.0)
+    return RetryPolicy(
+        strategy=RetryStrategy.LINEAR,
+        interval=interval if interval is not None else 60.0,
+        max_retries=lin.max_retries,
+        jitter=jitter,
+    )
+
+
+def retry_to_pb(policy: RetryPolicy) -> pb.RetryPolicy:
+    out = pb.RetryPolicy(jitter=policy.jitter)
+    if policy.strategy is RetryStrategy.SCHEDULE:
+        out.schedule.delays.extend(duration(d) for d in policy.delays)
+    elif policy.strategy is RetryStrategy.EXPONENTIAL:
+        out.exponential.initial_interval.CopyFrom(duration(policy.initial_interval))
+        out.exponential.max_interval.CopyFrom(duration(policy.max_interval))
+        out.exponential.multiplier = policy.multiplier
+        out.exponential.max_retries = policy.max_retries
+    else:
+        out.linear.interval.CopyFrom(duration(policy.interval))
+        out.linear.max_retries = policy.max_retries
+    return out
+
+
+def _spec_values(msg: pb.Endpoint, out: _Violations) -> dict[str, Any]:
+    """Every settable field of ``msg`` as EndpointSpec keyword arguments."""
+    sig = msg.signature
+    scheme = _enum(sig.scheme, SCHEME_FROM_PB, SignatureScheme.STANDARD, "signature.scheme", out)
+    auth = None
+    if msg.authentication.WhichOneof("method") == "api_key":
+        key = msg.authentication.api_key
+        auth = ApiKeyAuth(header_name=key.header_name, header_value=key.header_value)
+    rate_duration = _duration_field(msg, "rate_limit_duration", default=1.0)
+    return {
+        "url": msg.url.strip(),
+        "name": msg.name,
+        "description": msg.description,
+        "owner_id": msg.owner_id,
+        "event_types": tuple(msg.event_types),
+        "http_timeout": _duration_field(msg, "http_timeout", default=None),
+        "rate_limit": msg.rate_limit,
+        "rate_limit_duration": rate_duration if rate_duration is not None else 1.0,
+        "retry_policy": _retry_from_pb(msg.retry_policy) if msg.HasField("retry_policy") else None,
+        "signature": SignatureConfig(
+            scheme=scheme,
+            hash=_enum(sig.hash, HASH_FROM_PB, SignatureHash.SHA256, "signature.hash", out),
+            encoding=_enum(
+                sig.encoding, ENCODING_FROM_PB, SignatureEncoding.HEX, "signature.encoding", out
+            ),
+        ),
+        "auth": auth,
+        "headers": dict(msg.headers),
+        "content_type": msg.content_type or "application/json",
+        "max_concurrency": msg.max_concurrency,
+    }
+
+
+def spec_from_pb(msg: pb.Endpoint) -> EndpointSpec:
+    out = _Violations()
+    values = _spec_values(msg, out)
+    if out.items:
+        raise ValidationError(out.items)
+    return EndpointSpec(**values)
+
+
+def changes_from_pb(msg: pb.Endpoint, paths: list[str]) -> dict[str, Any]:
+    """The spec fields named by an update mask, with their new values."""
+    out = _Violations()
+    values = _spec_values(msg, out)
+    changes: dict[str, Any] = {}
+    for path in paths:
+        if path not in MASK_TO_SPEC:
+            out.add(
+                "update_mask",
+                f"{path!r} cannot be updated (updatable: {', '.join(sorted(MASK_TO_SPEC))})",
+            )
+            continue
+        changes[MASK_TO_SPEC[path]] = values[MASK_TO_SPEC[path]]
+    if out.items:
+        raise ValidationError(out.items)
+    return changes
+
+
+def secret_to_pb(secret: Secret, *, with_value: bool) -> pb.EndpointSecret:
+    out = pb.EndpointSecret(id=secret.id, created_at=timestamp(secret.created_at))
+    if secret.expires_at is not None:
+        out.expires_at.CopyFrom(timestamp(secret.expires_at))
+    if with_value:
+        out.value = secret.value
+    return out
+
+
+def endpoint_to_pb(ep: Endpoint, *, now: float, with_secret_values: bool = False) -> pb.Endpoint:
+    spec = ep.spec
+    msg = pb.Endpoint(
+        id=ep.id,
+        name=spec.name,
+        description=spec.description,
+        url=spec.url,
+        owner_id=spec.owner_id,
+        event_types=list(spec.event_types),
+        status=STATUS_TO_PB[ep.status],
+        status_reason=ep.status_reason,
+        status_changed_at=timestamp(ep.status_changed_at),
+        rate_limit=spec.rate_limit,
+        rate_limit_duration=duration(spec.rate_limit_duration),
+        signature=pb.SignatureConfig(
+            scheme=SCHEME_TO_PB[spec.signature.scheme],
+            hash=HASH_TO_PB[spec.signature.hash],
+            encoding=ENCODING_TO_PB[spec.signature.encoding],
+        ),
+        secrets=[secret_to_pb(s, with_value=with_secret_values) for s in ep.live_secrets(now)],
+        headers=dict(spec.headers),
+        content_type=spec.content_type,
+        max_concurrency=spec.max_concurrency,
+        created_at=timestamp(ep.created_at),
+        updated_at=timestamp(ep.updated_at),
+    )
+    if spec.http_timeout is not None:
+        msg.http_timeout.CopyFrom(duration(spec.http_timeout))
+    if spec.retry_policy is not None:
+        msg.retry_policy.CopyFrom(retry_to_pb(spec.retry_policy))
+    if spec.auth is not None:
+        msg.authentication.api_key.header_name = spec.auth.header_name
+        msg.authentication.api_key.header_value = MASK
+    return msg
+
+
+def optional_status(value: int, field: str = "status") -> EndpointStatus | None:
+    if value == 0:
+        return None
+    for pb_value, status in STATUS_FROM_PB.items():
+        if pb_value == value:
+            return status
+    raise ValidationError.single(field, f"unknown value {value}")

@@ -1,0 +1,122 @@
+"""EndpointService: the gRPC face of endpoint management."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from convoyd.control import convert
+from convoyd.control.status import handles_errors
+from convoyd.core.states import Trigger
+from convoyd.errors import ValidationError
+from convoyd.service.endpoints import EndpointManager
+from convoyd.v1 import endpoint_pb2 as pb
+from convoyd.v1 import endpoint_pb2_grpc
+
+# grpc ships no types: the servicer context is untyped.
+Context = Any
+
+
+class EndpointService(endpoint_pb2_grpc.EndpointServiceServicer):
+    def __init__(self, manager: EndpointManager, clock: Callable[[], float]) -> None:
+        self._manager = manager
+        self._clock = clock
+
+    def _out(self, endpoint: Any, *, with_secret_values: bool = False) -> pb.Endpoint:
+        return convert.endpoint_to_pb(
+            endpoint, now=self._clock(), with_secret_values=with_secret_values
+        )
+
+    @handles_errors
+    async def CreateEndpoint(
+        self, request: pb.CreateEndpointRequest, context: Context
+    ) -> pb.Endpoint:
+        if not request.HasField("endpoint"):
+            raise ValidationError.single("endpoint", "is required")
+        spec = convert.spec_from_pb(request.endpoint)
+        endpoint = await self._manager.create(spec, request.secret)
+        return self._out(endpoint, with_secret_values=True)
+
+    @handles_errors
+    async def GetEndpoint(self, request: pb.GetEndpointRequest, context: Context) -> pb.Endpoint:
+        return self._out(await self._manager.get(request.endpoint_id))
+
+    @handles_errors
+    async def ListEndpoints(
+        self, request: pb.ListEndpointsRequest, context: Context
+    ) -> pb.ListEndpointsResponse:
+        page = await self._manager.list(
+            owner_id=request.owner_id,
+            status=convert.optional_status(request.status),
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListEndpointsResponse(
+            endpoints=[self._out(e) for e in page.items], next_page_token=page.next_token
+        )
+
+    @handles_errors
+    async def UpdateEndpoint(
+        self, request: pb.UpdateEndpointRequest, context: Context
+    ) -> pb.Endpoint:
+        if not request.endpoint.id:
+            raise ValidationError.single("endpoint.id", "is required")
+        changes = convert.changes_from_pb(request.endpoint, list(request.update_mask.paths))
+        return self._out(await self._manager.update(request.endpoint.id, changes))
+
+    @handles_errors
+    async def DeleteEndpoint(
+        self, request: pb.DeleteEndpointRequest, context: Context
+    ) -> pb.DeleteEndpointResponse:
+        await self._manager.delete(request.endpoint_id)
+        return pb.DeleteEndpointResponse()
+
+    @handles_errors
+    async def PauseEndpoint(
+        self, request: pb.PauseEndpointRequest, context: Context
+    ) -> pb.Endpoint:
+        endpoint = await self._manager.change_status(
+            request.endpoint_id, Trigger.PAUSE, request.reason or "paused by the API"
+        )
+        return self._out(endpoint)
+
+    @handles_errors
+    async def ResumeEndpoint(
+        self, request: pb.ResumeEndpointRequest, context: Context
+    ) -> pb.Endpoint:
+        endpoint = await self._manager.change_status(
+            request.endpoint_id, Trigger.RESUME, "resumed by the API"
+        )
+        return self._out(endpoint)
+
+    @handles_errors
+    async def ActivateEndpoint(
+        self, request: pb.ActivateEndpointRequest, context: Context
+    ) -> pb.Endpoint:
+        endpoint = await self._manager.change_status(
+            request.endpoint_id, Trigger.ACTIVATE, request.reason or "activated by the API"
+        )
+        return self._out(endpoint)
+
+    @handles_errors
+    async def RotateEndpointSecret(
+        self, request: pb.RotateEndpointSecretRequest, context: Context
+    ) -> pb.RotateEndpointSecretResponse:
+        lifetime = None
+        if request.HasField("old_secret_lifetime"):
+            lifetime = convert.seconds(request.old_secret_lifetime)
+        endpoint, secret = await self._manager.rotate_secret(
+            request.endpoint_id, secret=request.secret, old_secret_lifetime=lifetime
+        )
+        return pb.RotateEndpointSecretResponse(
+            endpoint=self._out(endpoint), secret=convert.secret_to_pb(secret, with_value=True)
+        )
+
+    @handles_errors
+    async def GetEndpointSecret(
+        self, request: pb.GetEndpointSecretRequest, context: Context
+    ) -> pb.GetEndpointSecretResponse:
+        secrets = await self._manager.live_secrets(request.endpoint_id)
+        return pb.GetEndpointSecretResponse(
+            secrets=[convert.secret_to_pb(s, with_value=True) for s in secrets]
+        )

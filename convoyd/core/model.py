@@ -1,0 +1,139 @@
+"""Domain types shared by every part of convoyd: plain frozen dataclasses and enums, no I/O.
+
+Times are float seconds since the Unix epoch (UTC); durations are float seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class EndpointStatus(StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    PAUSED = "paused"
+    PENDING = "pending"
+
+
+class SignatureScheme(StrEnum):
+    STANDARD = "standard"
+    CONVOY_SIMPLE = "convoy_simple"
+    CONVOY_ADVANCED = "convoy_advanced"
+
+
+class SignatureHash(StrEnum):
+    SHA256 = "sha256"
+    SHA512 = "sha512"
+
+
+class SignatureEncoding(StrEnum):
+    HEX = "hex"
+    BASE64 = "base64"
+
+
+class RetryStrategy(StrEnum):
+    EXPONENTIAL = "exponential"
+    LINEAR = "linear"
+    SCHEDULE = "schedule"
+
+
+# The Standard Webhooks schedule: the first attempt at once, then these delays (seconds).
+STANDARD_WEBHOOKS_DELAYS: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """When a failed delivery is tried again. Which fields matter depends on ``strategy``."""
+
+    strategy: RetryStrategy = RetryStrategy.SCHEDULE
+    #: SCHEDULE: the delay before each retry, in order; its length is the number of retries.
+    delays: tuple[float, ...] = STANDARD_WEBHOOKS_DELAYS
+    #: EXPONENTIAL: first delay, growth factor and cap.
+    initial_interval: float = 5.0
+    multiplier: float = 2.0
+    max_interval: float = 36000.0
+    #: LINEAR: the fixed delay.
+    interval: float = 60.0
+    #: EXPONENTIAL and LINEAR: how many retries after the first attempt.
+    max_retries: int = 7
+    #: Fraction of each delay that is randomised (0.2 → ±10 %).
+    jitter: float = 0.2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignatureConfig:
+    scheme: SignatureScheme = SignatureScheme.STANDARD
+    hash: SignatureHash = SignatureHash.SHA256
+    encoding: SignatureEncoding = SignatureEncoding.HEX
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Secret:
+    """A signing secret. ``expires_at`` None means it has no expiry."""
+
+    id: str
+    value: str
+    created_at: float
+    expires_at: float | None = None
+
+    def is_live(self, now: float) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiKeyAuth:
+    """Endpoint authentication: an API key sent in a header, separate from the signature."""
+
+    header_name: str
+    header_value: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointSpec:
+    """The caller-settable part of an endpoint: what Create takes and Update changes."""
+
+    url: str
+    name: str = ""
+    description: str = ""
+    owner_id: str = ""
+    event_types: tuple[str, ...] = ()
+    http_timeout: float | None = None
+    rate_limit: int = 0
+    rate_limit_duration: float = 1.0
+    #: None: the server's default policy at the time of each attempt.
+    retry_policy: RetryPolicy | None = None
+    signature: SignatureConfig = field(default_factory=SignatureConfig)
+    auth: ApiKeyAuth | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+    #: 0: the server default.
+    max_concurrency: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endpoint:
+    id: str
+    spec: EndpointSpec
+    status: EndpointStatus
+    status_reason: str
+    status_changed_at: float
+    #: Newest first; may include expired secrets that clean-up has not removed yet.
+    secrets: tuple[Secret, ...]
+    created_at: float
+    updated_at: float
+
+    def live_secrets(self, now: float) -> tuple[Secret, ...]:
+        return tuple(s for s in self.secrets if s.is_live(now))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Page(Generic[T]):
+    """One page of a listing; ``next_token`` is empty on the last page."""
+
+    items: tuple[T, ...]
+    next_token: str = ""

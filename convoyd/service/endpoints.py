@@ -1,0 +1,196 @@
+"""Endpoint management as the control plane and the portal both see it: rules, then the store."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from convoyd.core import paging, signing, states
+from convoyd.core.ids import new_id
+from convoyd.core.model import Endpoint, EndpointSpec, EndpointStatus, Page, Secret
+from convoyd.core.validation import Limits, validate_endpoint_spec, validate_secret
+from convoyd.errors import ResourceExhaustedError, ValidationError
+from convoyd.store.base import Store
+
+Clock = Callable[[], float]
+
+# Spec fields an update may replace, by their name in the API.
+UPDATABLE_FIELDS = frozenset(
+    {
+        "name",
+        "description",
+        "url",
+        "owner_id",
+        "event_types",
+        "http_timeout",
+        "rate_limit",
+        "rate_limit_duration",
+        "retry_policy",
+        "signature",
+        "auth",
+        "headers",
+        "content_type",
+        "max_concurrency",
+    }
+)
+
+MAX_LIVE_SECRETS = 10
+DEFAULT_OLD_SECRET_LIFETIME = 24 * 3600.0
+MAX_OLD_SECRET_LIFETIME = 7 * 86400.0
+
+
+class EndpointManager:
+    def __init__(
+        self, store: Store, *, clock: Clock, rng: random.Random, limits: Limits | None = None
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._rng = rng
+        self.limits = limits or Limits()
+
+    def _check_endpoint_id(self, endpoint_id: str) -> None:
+        if not endpoint_id:
+            raise ValidationError.single("endpoint_id", "is required")
+
+    async def create(self, spec: EndpointSpec, secret: str = "") -> Endpoint:
+        validate_endpoint_spec(spec, self.limits)
+        if secret:
+            validate_secret(spec.signature.scheme, secret)
+        now = self._clock()
+        value = secret or signing.generate_secret(self._rng)
+        endpoint = Endpoint(
+            id=new_id("ep", now, self._rng),
+            spec=spec,
+            status=EndpointStatus.ACTIVE,
+            status_reason="created",
+            status_changed_at=now,
+            secrets=(Secret(id=new_id("sec", now, self._rng), value=value, created_at=now),),
+            created_at=now,
+            updated_at=now,
+        )
+        await self._store.insert_endpoint(endpoint)
+        return endpoint
+
+    async def get(self, endpoint_id: str) -> Endpoint:
+        self._check_endpoint_id(endpoint_id)
+        return await self._store.get_endpoint(endpoint_id)
+
+    async def list(
+        self,
+        *,
+        owner_id: str = "",
+        status: EndpointStatus | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> Page[Endpoint]:
+        filters = ("endpoints", owner_id, status)
+        size = paging.page_size(page_size)
+        before = paging.decode_token(page_token, filters)
+        rows = await self._store.list_endpoints(
+            owner_id=owner_id, status=status, before_id=before, limit=size + 1
+        )
+        more = len(rows) > size
+        items = tuple(rows[:size])
+        token = paging.encode_token(items[-1].id, filters) if more else ""
+        return Page(items=items, next_token=token)
+
+    async def update(self, endpoint_id: str, changes: Mapping[str, Any]) -> Endpoint:
+        """Replaces the named spec fields; the result is validated as a whole."""
+        self._check_endpoint_id(endpoint_id)
+        unknown = sorted(set(changes) - UPDATABLE_FIELDS)
+        if unknown:
+            raise ValidationError.single("update_mask", f"cannot update {', '.join(unknown)}")
+        if not changes:
+            raise ValidationError.single("update_mask", "names no field to update")
+        now = self._clock()
+
+        def change(current: Endpoint) -> Endpoint:
+            spec = dataclasses.replace(current.spec, **changes)
+            validate_endpoint_spec(spec, self.limits)
+            if spec.signature.scheme is not current.spec.signature.scheme:
+                for s in current.live_secrets(now):
+                    if signing.check_secret(spec.signature.scheme, s.value) is not None:
+                        raise ValidationError.single(
+                            "signature.scheme",
+                            f"secret {s.id} cannot sign with {spec.signature.scheme.value};"
+                            " rotate to a suitable secret (with old_secret_lifetime 0) first",
+                        )
+            return dataclasses.replace(current, spec=spec, updated_at=now)
+
+        return await self._store.modify_endpoint(endpoint_id, change)
+
+    async def delete(self, endpoint_id: str) -> None:
+        self._check_endpoint_id(endpoint_id)
+        await self._store.delete_endpoint(endpoint_id)
+
+    async def change_status(
+        self, endpoint_id: str, trigger: states.Trigger, reason: str
+    ) -> Endpoint:
+        """Applies one transition of the state table, atomically with the read."""
+        self._check_endpoint_id(endpoint_id)
+        if len(reason) > 500:
+            raise ValidationError.single("reason", "is longer than 500 characters")
+        now = self._clock()
+
+        def change(current: Endpoint) -> Endpoint:
+            target = states.transition(current.status, trigger)
+            return dataclasses.replace(
+                current,
+                status=target,
+                status_reason=reason or trigger.value,
+                status_changed_at=now,
+                updated_at=now,
+            )
+
+        return await self._store.modify_endpoint(endpoint_id, change)
+
+    async def rotate_secret(
+        self, endpoint_id: str, *, secret: str = "", old_secret_lifetime: float | None = None
+    ) -> tuple[Endpoint, Secret]:
+        """Adds a secret that signs at once; the others keep signing for the lifetime given."""
+        self._check_endpoint_id(endpoint_id)
+        lifetime = (
+            DEFAULT_OLD_SECRET_LIFETIME if old_secret_lifetime is None else old_secret_lifetime
+        )
+        if not (0 <= lifetime <= MAX_OLD_SECRET_LIFETIME):
+            raise ValidationError.single(
+                "old_secret_lifetime", "must be between 0 and 7 days (0 expires them now)"
+            )
+        now = self._clock()
+        new = Secret(
+            id=new_id("sec", now, self._rng),
+            value=secret or signing.generate_secret(self._rng),
+            created_at=now,
+        )
+        old_expiry = now + lifetime
+
+        def change(current: Endpoint) -> Endpoint:
+            if secret:
+                validate_secret(current.spec.signature.scheme, secret)
+            live = [
+                dataclasses.replace(
+                    s,
+                    expires_at=old_expiry
+                    if s.expires_at is None
+                    else min(s.expires_at, old_expiry),
+                )
+                for s in current.live_secrets(now)
+            ]
+            if len(live) + 1 > MAX_LIVE_SECRETS:
+                raise ResourceExhaustedError(
+                    f"the endpoint has {len(live)} live secrets, the most allowed is"
+                    f" {MAX_LIVE_SECRETS} including the new one; rotate with a shorter"
+                    " old_secret_lifetime or wait for one to expire"
+                )
+            # Expired secrets are dropped here; they are never used even before this runs.
+            secrets = (new, *(s for s in live if s.is_live(now)))
+            return dataclasses.replace(current, secrets=secrets, updated_at=now)
+
+        endpoint = await self._store.modify_endpoint(endpoint_id, change)
+        return endpoint, new
+
+    async def live_secrets(self, endpoint_id: str) -> tuple[Secret, ...]:
+        endpoint = await self.get(endpoint_id)
+        return endpoint.live_secrets(self._clock())

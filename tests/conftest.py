@@ -1,0 +1,136 @@
+"""Shared fixtures: convoyd in-process on loopback port 0, and the real `convoyd serve` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+
+from convoyd.app import RUN_FILE, App
+from convoyd.settings import Settings
+
+
+@dataclass
+class Running:
+    """Where a convoyd listens and the admin token to call it with."""
+
+    grpc_target: str
+    http_url: str
+    data_dir: Path
+    token: str
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),)
+
+    def channel(self) -> grpc.aio.Channel:
+        return grpc.aio.insecure_channel(self.grpc_target)
+
+
+def loopback_settings(data_dir: Path, **overrides: object) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        grpc_listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
+        shutdown_grace=1.0,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[Running]:
+    """convoyd in this test's event loop: real gRPC server, real SQLite, loopback ports."""
+    instance = App(loopback_settings(tmp_path / "data"))
+    await instance.start()
+    try:
+        yield Running(
+            grpc_target=instance.grpc_address,
+            http_url=f"http://{instance.http_address}",
+            data_dir=tmp_path / "data",
+            token=(tmp_path / "data" / "admin.token").read_text().strip(),
+        )
+    finally:
+        await instance.stop()
+
+
+@dataclass
+class DaemonProcess:
+    """The real `convoyd serve` as a child process."""
+
+    data_dir: Path
+    env: dict[str, str]
+    args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self, timeout: float = 20.0) -> Running:
+        run_file = self.data_dir / RUN_FILE
+        run_file.unlink(missing_ok=True)
+        self.log_path = self.data_dir.parent / f"daemon-{time.monotonic_ns()}.log"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "convoyd.cli", "serve", *self.args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while not run_file.exists():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"convoyd exited early:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"convoyd did not start within {timeout}s:\n{self.log()}")
+            time.sleep(0.02)
+        info = json.loads(run_file.read_text())
+        return Running(
+            grpc_target=info["grpc"],
+            http_url=f"http://{info['http']}",
+            data_dir=self.data_dir,
+            token=(self.data_dir / "admin.token").read_text().strip(),
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        self.proc = None
+        return code
+
+
+def daemon_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVOYD_")}
+    env.update(
+        {
+            "CONVOYD_DATA_DIR": str(data_dir),
+            "CONVOYD_GRPC_LISTEN": "127.0.0.1:0",
+            "CONVOYD_HTTP_LISTEN": "127.0.0.1:0",
+            **extra,
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
+    """A not-yet-started `convoyd serve` configured through CONVOYD_* variables; killed after."""
+    data_dir = tmp_path / "data"
+    process = DaemonProcess(data_dir=data_dir, env=daemon_env(data_dir))
+    try:
+        yield process
+    finally:
+        if process.proc is not None and process.proc.poll() is None:
+            process.proc.kill()
+            process.proc.wait()

@@ -1,0 +1,295 @@
+"""EndpointService over the real gRPC server on loopback, with real SQLite underneath."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2, field_mask_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from convoyd.v1 import delivery_pb2, delivery_pb2_grpc, endpoint_pb2, endpoint_pb2_grpc
+from tests.conftest import Running
+
+pb = endpoint_pb2
+
+
+def violations(err: grpc.aio.AioRpcError) -> dict[str, str]:
+    for key, value in err.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                bad = error_details_pb2.BadRequest()
+                if detail.Unpack(bad):
+                    return {v.field: v.description for v in bad.field_violations}
+    return {}
+
+
+@pytest.fixture
+async def api(app: Running) -> Any:
+    async with app.channel() as channel:
+        stub = endpoint_pb2_grpc.EndpointServiceStub(channel)
+
+        class Api:
+            running = app
+            raw = stub
+
+            async def __getattr__(self, name: str) -> Any:  # pragma: no cover
+                raise AttributeError(name)
+
+        def call(name: str) -> Any:
+            method = getattr(stub, name)
+
+            async def invoke(request: Any) -> Any:
+                return await method(request, metadata=app.metadata, timeout=10)
+
+            return invoke
+
+        for name in (
+            "CreateEndpoint",
+            "GetEndpoint",
+            "ListEndpoints",
+            "UpdateEndpoint",
+            "DeleteEndpoint",
+            "PauseEndpoint",
+            "ResumeEndpoint",
+            "ActivateEndpoint",
+            "RotateEndpointSecret",
+            "GetEndpointSecret",
+        ):
+            setattr(Api, name, staticmethod(call(name)))
+        yield Api
+
+
+def new_endpoint(**fields: Any) -> pb.CreateEndpointRequest:
+    fields.setdefault("url", "https://hooks.example.com/in")
+    return pb.CreateEndpointRequest(endpoint=pb.Endpoint(**fields))
+
+
+async def test_create_get_returns_the_endpoint_with_secret_value_only_on_create(api: Any) -> None:
+    created = await api.CreateEndpoint(
+        new_endpoint(
+            name="orders",
+            owner_id="acme",
+            event_types=["order.created"],
+            http_timeout=duration_pb2.Duration(seconds=5),
+            authentication=pb.EndpointAuthentication(
+                api_key=pb.ApiKeyAuthentication(header_name="X-Api-Key", header_value="s3cr3t")
+            ),
+            headers={"X-Tenant": "acme"},
+        )
+    )
+    assert created.id.startswith("ep_")
+    assert created.status == pb.ENDPOINT_STATUS_ACTIVE
+    assert created.signature.scheme == pb.SIGNATURE_SCHEME_STANDARD
+    assert len(created.secrets) == 1 and created.secrets[0].value.startswith("whsec_")
+    assert created.authentication.api_key.header_value == "********"
+
+    got = await api.GetEndpoint(pb.GetEndpointRequest(endpoint_id=created.id))
+    assert got.name == "orders" and got.owner_id == "acme"
+    assert got.http_timeout.seconds == 5
+    assert got.headers["X-Tenant"] == "acme"
+    assert got.secrets[0].id == created.secrets[0].id and got.secrets[0].value == ""
+    assert got.authentication.api_key.header_value == "********"
+
+
+@pytest.mark.parametrize(
+    ("fields", "bad_field"),
+    [
+        ({"url": "ftp://example.com/x"}, "url"),
+        ({"url": "not a url"}, "url"),
+        ({"url": ""}, "url"),
+        ({"http_timeout": duration_pb2.Duration(seconds=61)}, "http_timeout"),
+        ({"headers": {"Content-Length": "1"}}, "headers['Content-Length']"),
+        ({"headers": {"X-A": "a\r\nX-Injected: 1"}}, "headers['X-A']"),
+        ({"event_types": ["ok", "no spaces"]}, "event_types[1]"),
+        ({"signature": pb.SignatureConfig(scheme=99)}, "signature.scheme"),
+        (
+            {"retry_policy": pb.RetryPolicy(linear=pb.LinearRetry(max_retries=500))},
+            "retry_policy.linear.max_retries",
+        ),
+    ],
+)
+async def test_bad_input_is_invalid_argument_naming_the_field(
+    api: Any, fields: dict[str, Any], bad_field: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await api.CreateEndpoint(new_endpoint(**fields))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_field in violations(info.value), violations(info.value)
+    assert bad_field in (info.value.details() or "")
+
+
+async def test_every_bad_field_is_named_at_once(api: Any) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await api.CreateEndpoint(
+            new_endpoint(url="gopher://x", rate_limit_duration=duration_pb2.Duration(seconds=-1))
+        )
+    assert {"url", "rate_limit_duration"} <= set(violations(info.value))
+
+
+async def test_unknown_id_is_not_found(api: Any) -> None:
+    for call, request in (
+        (api.GetEndpoint, pb.GetEndpointRequest(endpoint_id="ep_nope")),
+        (api.DeleteEndpoint, pb.DeleteEndpointRequest(endpoint_id="ep_nope")),
+        (api.PauseEndpoint, pb.PauseEndpointRequest(endpoint_id="ep_nope")),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(request)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_list_is_paged_and_filtered_by_owner(api: Any) -> None:
+    ids = {"acme": [], "globex": []}  # type: dict[str, list[str]]
+    for i in range(7):
+        owner = "acme" if i % 2 == 0 else "globex"
+        ep = await api.CreateEndpoint(new_endpoint(owner_id=owner, name=f"e{i}"))
+        ids[owner].append(ep.id)
+
+    seen: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        page = await api.ListEndpoints(
+            pb.ListEndpointsRequest(owner_id="acme", page_size=2, page_token=token)
+        )
+        seen.extend(e.id for e in page.endpoints)
+        assert all(e.owner_id == "acme" for e in page.endpoints)
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == 2
+    assert seen == list(reversed(ids["acme"]))  # newest first
+
+    everything = await api.ListEndpoints(pb.ListEndpointsRequest())
+    assert len(everything.endpoints) == 7
+
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await api.ListEndpoints(pb.ListEndpointsRequest(page_token="garbage!!"))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "page_token" in violations(info.value)
+
+
+async def test_update_changes_only_the_masked_fields(api: Any) -> None:
+    ep = await api.CreateEndpoint(new_endpoint(name="before", description="keep me"))
+    updated = await api.UpdateEndpoint(
+        pb.UpdateEndpointRequest(
+            endpoint=pb.Endpoint(
+                id=ep.id, name="after", url="https://new.example.com/h", description=""
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["name", "url"]),
+        )
+    )
+    assert (updated.name, updated.url, updated.description) == (
+        "after",
+        "https://new.example.com/h",
+        "keep me",
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await api.UpdateEndpoint(
+            pb.UpdateEndpointRequest(
+                endpoint=pb.Endpoint(id=ep.id),
+                update_mask=field_mask_pb2.FieldMask(paths=["status"]),
+            )
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "update_mask" in violations(info.value)
+
+
+async def test_pause_resume_activate_follow_the_state_table(api: Any) -> None:
+    ep = await api.CreateEndpoint(new_endpoint())
+    paused = await api.PauseEndpoint(
+        pb.PauseEndpointRequest(endpoint_id=ep.id, reason="maintenance")
+    )
+    assert paused.status == pb.ENDPOINT_STATUS_PAUSED
+    assert paused.status_reason == "maintenance"
+    assert paused.status_changed_at.ToNanoseconds() >= ep.status_changed_at.ToNanoseconds()
+
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await api.ActivateEndpoint(pb.ActivateEndpointRequest(endpoint_id=ep.id))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "paused" in (info.value.details() or "")
+
+    resumed = await api.ResumeEndpoint(pb.ResumeEndpointRequest(endpoint_id=ep.id))
+    assert resumed.status == pb.ENDPOINT_STATUS_ACTIVE
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await api.ResumeEndpoint(pb.ResumeEndpointRequest(endpoint_id=ep.id))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_delete_removes_the_endpoint(api: Any) -> None:
+    ep = await api.CreateEndpoint(new_endpoint())
+    await api.DeleteEndpoint(pb.DeleteEndpointRequest(endpoint_id=ep.id))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await api.GetEndpoint(pb.GetEndpointRequest(endpoint_id=ep.id))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_rotate_secret_keeps_the_old_one_live_for_its_lifetime(api: Any) -> None:
+    ep = await api.CreateEndpoint(new_endpoint())
+    rotated = await api.RotateEndpointSecret(
+        pb.RotateEndpointSecretRequest(
+            endpoint_id=ep.id, old_secret_lifetime=duration_pb2.Duration(seconds=3600)
+        )
+    )
+    assert rotated.secret.value.startswith("whsec_")
+    assert [s.id for s in rotated.endpoint.secrets] == [rotated.secret.id, ep.secrets[0].id]
+    old = rotated.endpoint.secrets[1]
+    assert old.expires_at.seconds - old.created_at.seconds >= 3599
+
+    secrets = await api.GetEndpointSecret(pb.GetEndpointSecretRequest(endpoint_id=ep.id))
+    assert [s.value for s in secrets.secrets] == [rotated.secret.value, ep.secrets[0].value]
+
+    now = await api.RotateEndpointSecret(
+        pb.RotateEndpointSecretRequest(
+            endpoint_id=ep.id, old_secret_lifetime=duration_pb2.Duration()
+        )
+    )
+    assert [s.id for s in now.endpoint.secrets] == [now.secret.id]
+
+
+async def test_requests_without_a_valid_token_are_unauthenticated(app: Running) -> None:
+    async with app.channel() as channel:
+        stub = endpoint_pb2_grpc.EndpointServiceStub(channel)
+        for metadata in ((), (("authorization", "Bearer wrong"),), (("authorization", "Basic x"),)):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.ListEndpoints(pb.ListEndpointsRequest(), metadata=metadata, timeout=10)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+        # Server-streaming RPCs are guarded by the same interceptor.
+        watch = delivery_pb2_grpc.DeliveryServiceStub(channel).WatchDeliveries(
+            delivery_pb2.WatchDeliveriesRequest(), timeout=10
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in watch:
+                pass
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_health_needs_no_token_and_reflection_lists_the_services(app: Running) -> None:
+    async with app.channel() as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        reply = await health.Check(
+            health_pb2.HealthCheckRequest(service="convoyd.v1.EndpointService"), timeout=10
+        )
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = reflection.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10
+        )
+        names = set()
+        async for response in responses:
+            names |= {s.name for s in response.list_services_response.service}
+        assert {
+            "convoyd.v1.EndpointService",
+            "convoyd.v1.EventService",
+            "convoyd.v1.DeliveryService",
+            "convoyd.v1.PortalService",
+        } <= names
