@@ -20,10 +20,19 @@ from grpc_reflection.v1alpha import reflection
 
 from convoyd import __version__
 from convoyd.control.auth import AuthInterceptor, bootstrap_tokens
+from convoyd.control.deliveries import DeliveryService
 from convoyd.control.endpoints import EndpointService
+from convoyd.control.events import EventService
+from convoyd.core.model import Endpoint, EndpointStatusChange
+from convoyd.delivery.engine import USER_AGENT, Engine, EngineConfig
+from convoyd.delivery.hub import WatchHub
+from convoyd.delivery.recorder import Recorder
+from convoyd.delivery.sender import Sender
 from convoyd.errors import ConvoydError
 from convoyd.portal.http import build_app
+from convoyd.service.deliveries import DeliveryManager
 from convoyd.service.endpoints import EndpointManager
+from convoyd.service.events import EventManager
 from convoyd.settings import Settings, split_host_port
 from convoyd.store.sqlite import SqliteStore
 from convoyd.v1 import (
@@ -97,12 +106,68 @@ class App:
         self.rng = rng or random.SystemRandom()
         self.store = SqliteStore(settings.data_dir)
         self.health = health.aio.HealthServicer()  # grpc_health's asyncio servicer
+        delivery = settings.delivery
+        self.sender = Sender(
+            allow_cidrs=delivery.allow_cidrs,
+            body_limit=delivery.response_body_limit,
+            user_agent=USER_AGENT,
+        )
+        self.hub = WatchHub()
+        self.recorder = Recorder(self.store)
+        self.recorder.add_listener(self.hub.publish)
+        self.endpoints = EndpointManager(self.store, clock=clock, rng=self.rng)
+        self.engine = Engine(
+            self.store,
+            self.sender,
+            self.recorder,
+            clock=clock,
+            rng=self.rng,
+            config=EngineConfig(
+                max_in_flight=delivery.max_in_flight,
+                max_concurrency_per_endpoint=delivery.max_concurrency_per_endpoint,
+                retry_after_cap=delivery.retry_after_cap,
+            ),
+            change_status=self.endpoints.change_status,
+        )
+        self.endpoints.on_change.append(self._endpoint_changed)
+        self.endpoints.on_delete.append(self.engine.endpoint_deleted)
+        self.events = EventManager(
+            self.store,
+            clock=clock,
+            rng=self.rng,
+            max_payload_bytes=delivery.max_payload_bytes,
+            idempotency_window=delivery.idempotency_window,
+            on_accepted=self.engine.accepted,
+        )
+        self.deliveries = DeliveryManager(
+            self.store,
+            self.engine,
+            self.hub,
+            clock=clock,
+            on_endpoint_change=self.endpoints.notify_changed,
+        )
         self.grpc_server: grpc.aio.Server | None = None
         self.http_runner: web.AppRunner | None = None
         self.grpc_address = ""
         self.http_address = ""
         self._serving = False
         self._stopped = asyncio.Event()
+        self._engine_started = False
+
+    def _endpoint_changed(self, endpoint: Endpoint, change: EndpointStatusChange | None) -> None:
+        self.engine.endpoint_changed(endpoint)
+        if change is not None:
+            self.hub.publish([change])
+
+    async def _all_endpoints(self) -> list[Endpoint]:
+        out: list[Endpoint] = []
+        before = ""
+        while True:
+            page = await self.store.list_endpoints(before_id=before, limit=1000)
+            out.extend(page)
+            if len(page) < 1000:
+                return out
+            before = page[-1].id
 
     async def start(self) -> None:
         settings = self.settings
@@ -112,8 +177,11 @@ class App:
             tokens = await bootstrap_tokens(
                 self.store, settings.data_dir, now=self.clock(), rng=self.rng
             )
-            endpoints = EndpointManager(self.store, clock=self.clock, rng=self.rng)
-            await self._start_grpc(EndpointService(endpoints, self.clock), AuthInterceptor(tokens))
+            await self.sender.start()
+            self.recorder.start()
+            await self.engine.start(await self._all_endpoints())
+            self._engine_started = True
+            await self._start_grpc(AuthInterceptor(tokens))
             await self._start_http()
         except BaseException:
             await self.stop()
@@ -132,7 +200,7 @@ class App:
             },
         )
 
-    async def _start_grpc(self, endpoint_service: EndpointService, auth: AuthInterceptor) -> None:
+    async def _start_grpc(self, auth: AuthInterceptor) -> None:
         server = grpc.aio.server(
             interceptors=[auth],
             options=[
@@ -141,14 +209,14 @@ class App:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        endpoint_pb2_grpc.add_EndpointServiceServicer_to_server(endpoint_service, server)
-        # The other services answer UNIMPLEMENTED until the delivery engine and portal land.
-        event_pb2_grpc.add_EventServiceServicer_to_server(
-            event_pb2_grpc.EventServiceServicer(), server
+        endpoint_pb2_grpc.add_EndpointServiceServicer_to_server(
+            EndpointService(self.endpoints, self.clock), server
         )
+        event_pb2_grpc.add_EventServiceServicer_to_server(EventService(self.events), server)
         delivery_pb2_grpc.add_DeliveryServiceServicer_to_server(
-            delivery_pb2_grpc.DeliveryServiceServicer(), server
+            DeliveryService(self.deliveries), server
         )
+        # PortalService answers UNIMPLEMENTED until the portal lands.
         portal_pb2_grpc.add_PortalServiceServicer_to_server(
             portal_pb2_grpc.PortalServiceServicer(), server
         )
@@ -205,13 +273,21 @@ class App:
         tmp.replace(path)
 
     async def stop(self) -> None:
-        """Health NOT_SERVING → stop accepting RPCs → close the HTTP listener → close the store."""
+        """Health NOT_SERVING → stop accepting RPCs → drain the engine → close the HTTP session
+        and listener → close the store. What is not finished stays pending in the store."""
         self._serving = False
         with contextlib.suppress(Exception):
             await self.health.enter_graceful_shutdown()
+        self.hub.close()
         if self.grpc_server is not None:
             await self.grpc_server.stop(self.settings.shutdown_grace)
             self.grpc_server = None
+        await self.deliveries.stop()
+        if self._engine_started:
+            await self.engine.stop(self.settings.shutdown_grace)
+            self._engine_started = False
+        await self.recorder.stop()
+        await self.sender.close()
         if self.http_runner is not None:
             await self.http_runner.cleanup()
             self.http_runner = None

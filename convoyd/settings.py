@@ -80,6 +80,12 @@ class DeliverySettings:
     """Largest event payload accepted."""
     response_body_limit: int = 16 * 1024
     """Bytes of each response body read and kept in the attempt log."""
+    max_in_flight: int = 512
+    """Attempts in flight at once across all endpoints."""
+    idempotency_window: float = 24 * 3600.0
+    """Seconds during which an idempotency key returns the original event."""
+    retry_after_cap: float = 3600.0
+    """Longest Retry-After (429/503) honoured, in seconds."""
 
     def __post_init__(self) -> None:
         for cidr in self.allow_cidrs:
@@ -93,6 +99,12 @@ class DeliverySettings:
             raise ConfigError("delivery.max_payload_bytes must be between 1 and 64 MiB")
         if not 0 <= self.response_body_limit <= 1024 * 1024:
             raise ConfigError("delivery.response_body_limit must be between 0 and 1 MiB")
+        if not 1 <= self.max_in_flight <= 100_000:
+            raise ConfigError("delivery.max_in_flight must be between 1 and 100000")
+        if not 0 <= self.idempotency_window <= 30 * 86400:
+            raise ConfigError("delivery.idempotency_window must be between 0 and 30 days")
+        if not 0 <= self.retry_after_cap <= 86400:
+            raise ConfigError("delivery.retry_after_cap must be between 0 and 86400 seconds")
 
 
 def _default_data_dir() -> Path:

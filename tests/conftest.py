@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,9 @@ import grpc
 import pytest
 
 from convoyd.app import RUN_FILE, App
-from convoyd.settings import Settings
+from convoyd.client import Client
+from convoyd.settings import DeliverySettings, Settings
+from tests.receivers import Receiver
 
 
 @dataclass
@@ -46,20 +49,63 @@ def loopback_settings(data_dir: Path, **overrides: object) -> Settings:
     )
 
 
-@pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[Running]:
-    """convoyd in this test's event loop: real gRPC server, real SQLite, loopback ports."""
-    instance = App(loopback_settings(tmp_path / "data"))
+@contextlib.asynccontextmanager
+async def running_app(data_dir: Path, **overrides: object) -> AsyncIterator[tuple[App, Running]]:
+    """convoyd in the caller's event loop: real gRPC server, real SQLite, loopback ports."""
+    instance = App(loopback_settings(data_dir, **overrides))
     await instance.start()
     try:
-        yield Running(
-            grpc_target=instance.grpc_address,
-            http_url=f"http://{instance.http_address}",
-            data_dir=tmp_path / "data",
-            token=(tmp_path / "data" / "admin.token").read_text().strip(),
+        yield (
+            instance,
+            Running(
+                grpc_target=instance.grpc_address,
+                http_url=f"http://{instance.http_address}",
+                data_dir=data_dir,
+                token=(data_dir / "admin.token").read_text().strip(),
+            ),
         )
     finally:
         await instance.stop()
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[Running]:
+    """convoyd in-process with default settings (deliveries to loopback are blocked)."""
+    async with running_app(tmp_path / "data") as (_, running):
+        yield running
+
+
+# Deliveries in tests go to receivers on 127.0.0.1, which the SSRF guard blocks by default.
+LOOPBACK_ALLOWED = DeliverySettings(allow_cidrs=("127.0.0.0/8", "::1/128"))
+
+
+@pytest.fixture
+async def delivering(tmp_path: Path) -> AsyncIterator[tuple[App, Running]]:
+    """convoyd in-process, allowed to deliver to loopback receivers."""
+    async with running_app(tmp_path / "data", delivery=LOOPBACK_ALLOWED) as pair:
+        yield pair
+
+
+@pytest.fixture
+async def client(delivering: tuple[App, Running]) -> AsyncIterator[Client]:
+    _, running = delivering
+    async with Client(running.grpc_target, token=running.token) as c:
+        yield c
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[Callable[..., Awaitable[Receiver]]]:
+    """A factory of loopback webhook receivers, all closed after the test."""
+    made: list[Receiver] = []
+
+    async def make(**kwargs: object) -> Receiver:
+        receiver = await Receiver(**kwargs).start()  # type: ignore[arg-type]
+        made.append(receiver)
+        return receiver
+
+    yield make
+    for receiver in made:
+        await receiver.close()
 
 
 @dataclass

@@ -137,3 +137,101 @@ class Page(Generic[T]):
 
     items: tuple[T, ...]
     next_token: str = ""
+
+
+class DeliveryStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    PROCESSING = "processing"
+    SUCCESS = "success"
+    RETRY = "retry"
+    FAILURE = "failure"
+    DISCARDED = "discarded"
+
+
+# Deliveries the engine still has to attempt.
+PENDING_STATUSES = frozenset(
+    {DeliveryStatus.SCHEDULED, DeliveryStatus.PROCESSING, DeliveryStatus.RETRY}
+)
+# Deliveries a person may send again with RetryDelivery / BatchRetryDeliveries.
+RETRYABLE_STATUSES = frozenset({DeliveryStatus.FAILURE, DeliveryStatus.DISCARDED})
+
+
+class AttemptResult(StrEnum):
+    SUCCESS = "success"
+    HTTP_ERROR = "http_error"
+    NETWORK_ERROR = "network_error"
+    TIMEOUT = "timeout"
+    BLOCKED = "blocked"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventInput:
+    """What a caller hands in: the targets (endpoint ids or one owner), type, payload."""
+
+    endpoint_ids: tuple[str, ...] = ()
+    owner_id: str = ""
+    event_type: str = ""
+    data: bytes = b""
+    idempotency_key: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    id: str
+    event_type: str
+    data: bytes
+    idempotency_key: str
+    endpoint_ids: tuple[str, ...]
+    owner_id: str
+    headers: Mapping[str, str]
+    created_at: float
+    delivery_count: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    id: str
+    event_id: str
+    endpoint_id: str
+    owner_id: str
+    event_type: str
+    status: DeliveryStatus
+    status_reason: str
+    attempt_count: int
+    next_attempt_at: float | None
+    last_attempt_at: float | None
+    last_http_status: int
+    created_at: float
+    updated_at: float
+    #: Set by a manual retry or resend: the attempt count at which the delivery gives up
+    #: (one more attempt); None: the endpoint's retry policy decides.
+    attempt_limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    id: str
+    delivery_id: str
+    number: int
+    result: AttemptResult
+    started_at: float
+    duration: float
+    request_url: str
+    request_headers: tuple[tuple[str, str], ...]
+    response_status: int
+    response_headers: tuple[tuple[str, str], ...]
+    response_body: bytes
+    response_body_truncated: bool
+    error: str
+    remote_address: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointStatusChange:
+    endpoint_id: str
+    owner_id: str
+    previous: EndpointStatus
+    status: EndpointStatus
+    reason: str
+    changed_at: float

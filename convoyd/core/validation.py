@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -12,6 +13,7 @@ from convoyd.core import signing
 from convoyd.core.model import (
     ApiKeyAuth,
     EndpointSpec,
+    EventInput,
     RetryPolicy,
     RetryStrategy,
     SignatureScheme,
@@ -255,3 +257,38 @@ def validate_endpoint_spec(spec: EndpointSpec, limits: Limits) -> None:
 def validate_secret(scheme: SignatureScheme, value: str, field: str = "secret") -> None:
     if (problem := signing.check_secret(scheme, value)) is not None:
         raise ValidationError.single(field, problem)
+
+
+_EVENT_TYPE_NAME = re.compile(r"^[A-Za-z0-9_.:/\-]{1,128}$")
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,256}$")
+MAX_TARGETS = 100
+
+
+def event_violations(
+    event: EventInput, *, max_payload_bytes: int, limits: Limits, prefix: str = ""
+) -> list[FieldViolation]:
+    """Every problem of one event to ingest; ``prefix`` places it in a batch (``requests[3].``)."""
+    out = _Collector()
+    if bool(event.endpoint_ids) == bool(event.owner_id):
+        out.add(f"{prefix}endpoint_ids", "give either endpoint_ids or owner_id (exactly one)")
+    if len(event.endpoint_ids) > MAX_TARGETS:
+        out.add(f"{prefix}endpoint_ids", f"has more than {MAX_TARGETS} entries")
+    elif len(set(event.endpoint_ids)) != len(event.endpoint_ids):
+        out.add(f"{prefix}endpoint_ids", "names an endpoint twice")
+    for i, endpoint_id in enumerate(event.endpoint_ids):
+        if not endpoint_id or len(endpoint_id) > 64 or _CONTROL.search(endpoint_id):
+            out.add(f"{prefix}endpoint_ids[{i}]", "is not an endpoint id")
+    check_owner_id(event.owner_id, f"{prefix}owner_id", out)
+    if not _EVENT_TYPE_NAME.match(event.event_type):
+        out.add(f"{prefix}event_type", "must be 1-128 characters of letters, digits and _ . : / -")
+    if len(event.data) > max_payload_bytes:
+        out.add(f"{prefix}data", f"is larger than the limit of {max_payload_bytes} bytes")
+    else:
+        try:
+            json.loads(event.data)
+        except (ValueError, UnicodeDecodeError):
+            out.add(f"{prefix}data", "is not valid JSON")
+    if event.idempotency_key and not _IDEMPOTENCY_KEY.match(event.idempotency_key):
+        out.add(f"{prefix}idempotency_key", "must be 1-256 printable characters without spaces")
+    check_headers(event.headers, limits, out, field=f"{prefix}headers")
+    return out.violations

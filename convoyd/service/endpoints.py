@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from convoyd.core import paging, signing, states
 from convoyd.core.ids import new_id
-from convoyd.core.model import Endpoint, EndpointSpec, EndpointStatus, Page, Secret
+from convoyd.core.model import (
+    Endpoint,
+    EndpointSpec,
+    EndpointStatus,
+    EndpointStatusChange,
+    Page,
+    Secret,
+)
 from convoyd.core.validation import Limits, validate_endpoint_spec, validate_secret
 from convoyd.errors import ResourceExhaustedError, ValidationError
 from convoyd.store.base import Store
 
+log = logging.getLogger(__name__)
 Clock = Callable[[], float]
+# Told about every committed endpoint change (with the status change, if there was one), and
+# every deletion: the delivery engine and the watch stream follow along.
+ChangeListener = Callable[[Endpoint, EndpointStatusChange | None], None]
+DeleteListener = Callable[[str], None]
 
 # Spec fields an update may replace, by their name in the API.
 UPDATABLE_FIELDS = frozenset(
@@ -49,6 +62,16 @@ class EndpointManager:
         self._clock = clock
         self._rng = rng
         self.limits = limits or Limits()
+        self.on_change: list[ChangeListener] = []
+        self.on_delete: list[DeleteListener] = []
+
+    def notify_changed(
+        self, endpoint: Endpoint, change: EndpointStatusChange | None = None
+    ) -> Endpoint:
+        """Tells the listeners about a committed change (also used by the delivery service)."""
+        for listener in self.on_change:
+            listener(endpoint, change)
+        return endpoint
 
     def _check_endpoint_id(self, endpoint_id: str) -> None:
         if not endpoint_id:
@@ -71,7 +94,7 @@ class EndpointManager:
             updated_at=now,
         )
         await self._store.insert_endpoint(endpoint)
-        return endpoint
+        return self.notify_changed(endpoint)
 
     async def get(self, endpoint_id: str) -> Endpoint:
         self._check_endpoint_id(endpoint_id)
@@ -119,11 +142,13 @@ class EndpointManager:
                         )
             return dataclasses.replace(current, spec=spec, updated_at=now)
 
-        return await self._store.modify_endpoint(endpoint_id, change)
+        return self.notify_changed(await self._store.modify_endpoint(endpoint_id, change))
 
     async def delete(self, endpoint_id: str) -> None:
         self._check_endpoint_id(endpoint_id)
         await self._store.delete_endpoint(endpoint_id)
+        for listener in self.on_delete:
+            listener(endpoint_id)
 
     async def change_status(
         self, endpoint_id: str, trigger: states.Trigger, reason: str
@@ -133,9 +158,11 @@ class EndpointManager:
         if len(reason) > 500:
             raise ValidationError.single("reason", "is longer than 500 characters")
         now = self._clock()
+        previous: list[EndpointStatus] = []
 
         def change(current: Endpoint) -> Endpoint:
             target = states.transition(current.status, trigger)
+            previous.append(current.status)
             return dataclasses.replace(
                 current,
                 status=target,
@@ -144,7 +171,27 @@ class EndpointManager:
                 updated_at=now,
             )
 
-        return await self._store.modify_endpoint(endpoint_id, change)
+        endpoint = await self._store.modify_endpoint(endpoint_id, change)
+        log.info(
+            "endpoint status changed",
+            extra={
+                "endpoint_id": endpoint.id,
+                "from": previous[-1].value,
+                "to": endpoint.status.value,
+                "reason": endpoint.status_reason,
+            },
+        )
+        return self.notify_changed(
+            endpoint,
+            EndpointStatusChange(
+                endpoint_id=endpoint.id,
+                owner_id=endpoint.spec.owner_id,
+                previous=previous[-1],
+                status=endpoint.status,
+                reason=endpoint.status_reason,
+                changed_at=now,
+            ),
+        )
 
     async def rotate_secret(
         self, endpoint_id: str, *, secret: str = "", old_secret_lifetime: float | None = None
@@ -189,7 +236,7 @@ class EndpointManager:
             return dataclasses.replace(current, secrets=secrets, updated_at=now)
 
         endpoint = await self._store.modify_endpoint(endpoint_id, change)
-        return endpoint, new
+        return self.notify_changed(endpoint), new
 
     async def live_secrets(self, endpoint_id: str) -> tuple[Secret, ...]:
         endpoint = await self.get(endpoint_id)

@@ -6,11 +6,11 @@ instances on one database) can be added without touching the service layer or th
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from convoyd.core.model import Endpoint, EndpointStatus
+from convoyd.core.model import Attempt, Delivery, DeliveryStatus, Endpoint, EndpointStatus, Event
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -25,6 +25,63 @@ class ApiToken:
 
 
 EndpointChange = Callable[[Endpoint], Endpoint]
+# A change to a delivery that may also change its endpoint (the PENDING probe flow).
+DeliveryChange = Callable[[Delivery, Endpoint], tuple[Delivery, Endpoint]]
+
+
+class IngestReader(Protocol):
+    """What the ingest rules may read inside the ingest transaction."""
+
+    def endpoints(self, ids: Sequence[str]) -> dict[str, Endpoint]: ...
+
+    def owner_endpoints(self, owner_id: str) -> list[Endpoint]: ...
+
+    def idempotent_event(self, key: str, since: float) -> tuple[Event, bytes] | None:
+        """The newest event with this idempotency key created at or after ``since``, with
+        its payload hash."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestWrite:
+    """One accepted event: what to insert, or (replay) the original event returned again."""
+
+    event: Event
+    payload_hash: bytes
+    deliveries: Sequence[Delivery] = ()
+    replay: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryQuery:
+    event_id: str = ""
+    endpoint_ids: Sequence[str] = ()
+    owner_id: str = ""
+    statuses: Sequence[DeliveryStatus] = ()
+    created_after: float | None = None
+    created_before: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventQuery:
+    event_type: str = ""
+    owner_id: str = ""
+    endpoint_id: str = ""
+    created_after: float | None = None
+    created_before: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptRecord:
+    """The outcome of one attempt: the attempt row and the delivery as it is afterwards."""
+
+    attempt: Attempt | None
+    delivery: Delivery
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Payload:
+    data: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Store(Protocol):
@@ -61,3 +118,42 @@ class Store(Protocol):
     async def insert_api_token(self, token: ApiToken) -> None: ...
 
     async def list_api_tokens(self) -> list[ApiToken]: ...
+
+    async def ingest(self, build: Callable[[IngestReader], list[IngestWrite]]) -> list[IngestWrite]:
+        """Runs ``build`` and stores what it returns, in one transaction: durable on return."""
+
+    async def get_event(self, event_id: str) -> Event:
+        """Raises NotFoundError."""
+
+    async def list_events(
+        self, query: EventQuery, *, before_id: str, limit: int
+    ) -> list[Event]: ...
+
+    async def load_payloads(self, event_ids: Sequence[str]) -> dict[str, Payload]: ...
+
+    async def get_delivery(self, delivery_id: str) -> Delivery:
+        """Raises NotFoundError."""
+
+    async def list_deliveries(
+        self, query: DeliveryQuery, *, before_id: str, limit: int
+    ) -> list[Delivery]: ...
+
+    async def count_deliveries(self, query: DeliveryQuery) -> int: ...
+
+    async def list_attempts(
+        self, delivery_id: str, *, after_number: int, limit: int
+    ) -> list[Attempt]: ...
+
+    async def due_deliveries(self, *, after: float | None, until: float) -> list[Delivery]:
+        """Pending deliveries (scheduled, processing, retry) due in (after, until]."""
+
+    async def record(self, records: Sequence[AttemptRecord]) -> None:
+        """Stores attempts and delivery updates, in order, in one transaction."""
+
+    async def modify_delivery(self, delivery_id: str, change: DeliveryChange) -> Delivery:
+        """Applies ``change`` to the delivery and its endpoint atomically (like modify_endpoint)."""
+
+    async def reschedule_deliveries(
+        self, query: DeliveryQuery, *, now: float, reason: str, limit: int
+    ) -> list[Delivery]:
+        """Makes up to ``limit`` matching deliveries due now with one more attempt allowed."""

@@ -45,6 +45,71 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) STRICT
         """,
     ),
+    # 2: events, their deliveries, and every attempt.
+    (
+        """
+        CREATE TABLE events (
+            id              TEXT PRIMARY KEY,
+            event_type      TEXT NOT NULL,
+            owner_id        TEXT NOT NULL,
+            endpoint_ids    TEXT NOT NULL,  -- JSON list, the targets as given
+            data            BLOB NOT NULL,
+            headers         TEXT NOT NULL,  -- JSON object
+            idempotency_key TEXT,
+            payload_hash    BLOB NOT NULL,  -- SHA-256 of type, targets and data: replay check
+            delivery_count  INTEGER NOT NULL,
+            created_at      INTEGER NOT NULL
+        ) STRICT
+        """,
+        "CREATE INDEX events_idempotency ON events (idempotency_key, created_at)"
+        " WHERE idempotency_key IS NOT NULL",
+        "CREATE INDEX events_type ON events (event_type, id)",
+        "CREATE INDEX events_owner ON events (owner_id, id)",
+        """
+        CREATE TABLE deliveries (
+            id               TEXT PRIMARY KEY,
+            event_id         TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+            endpoint_id      TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
+            owner_id         TEXT NOT NULL,
+            event_type       TEXT NOT NULL,
+            status           TEXT NOT NULL,
+            status_reason    TEXT NOT NULL,
+            attempt_count    INTEGER NOT NULL,
+            attempt_limit    INTEGER,
+            next_attempt_at  INTEGER,
+            last_attempt_at  INTEGER,
+            last_http_status INTEGER NOT NULL,
+            created_at       INTEGER NOT NULL,
+            updated_at       INTEGER NOT NULL
+        ) STRICT
+        """,
+        "CREATE INDEX deliveries_endpoint ON deliveries (endpoint_id, id)",
+        "CREATE INDEX deliveries_event ON deliveries (event_id)",
+        "CREATE INDEX deliveries_owner ON deliveries (owner_id, id)",
+        # The engine's work list: pending deliveries by when they are due.
+        "CREATE INDEX deliveries_due ON deliveries (next_attempt_at)"
+        " WHERE status IN ('scheduled', 'processing', 'retry')",
+        "CREATE INDEX deliveries_status ON deliveries (status, id)",
+        """
+        CREATE TABLE attempts (
+            id                      TEXT PRIMARY KEY,
+            delivery_id             TEXT NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+            number                  INTEGER NOT NULL,
+            result                  TEXT NOT NULL,
+            started_at              INTEGER NOT NULL,
+            duration_us             INTEGER NOT NULL,
+            request_url             TEXT NOT NULL,
+            request_headers         TEXT NOT NULL,  -- JSON [[name, value], ...], redacted
+            response_status         INTEGER NOT NULL,
+            response_headers        TEXT NOT NULL,
+            response_body           BLOB NOT NULL,
+            response_body_truncated INTEGER NOT NULL,
+            error                   TEXT NOT NULL,
+            remote_address          TEXT NOT NULL
+        ) STRICT
+        """,
+        "CREATE INDEX attempts_delivery ON attempts (delivery_id, number)",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

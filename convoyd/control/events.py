@@ -1,0 +1,54 @@
+"""EventService: the gRPC face of ingest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from convoyd.control import convert
+from convoyd.control.status import handles_errors
+from convoyd.service.events import EventManager
+from convoyd.store.base import EventQuery
+from convoyd.v1 import event_pb2 as pb
+from convoyd.v1 import event_pb2_grpc
+
+Context = Any  # grpc ships no types for the servicer context
+
+
+class EventService(event_pb2_grpc.EventServiceServicer):
+    def __init__(self, manager: EventManager) -> None:
+        self._manager = manager
+
+    @handles_errors
+    async def CreateEvent(self, request: pb.CreateEventRequest, context: Context) -> pb.Event:
+        (event,) = await self._manager.create([convert.event_input_from_pb(request)])
+        return convert.event_to_pb(event)
+
+    @handles_errors
+    async def BatchCreateEvents(
+        self, request: pb.BatchCreateEventsRequest, context: Context
+    ) -> pb.BatchCreateEventsResponse:
+        inputs = [convert.event_input_from_pb(r) for r in request.requests]
+        events = await self._manager.create(inputs, batch=True)
+        return pb.BatchCreateEventsResponse(events=[convert.event_to_pb(e) for e in events])
+
+    @handles_errors
+    async def GetEvent(self, request: pb.GetEventRequest, context: Context) -> pb.Event:
+        return convert.event_to_pb(await self._manager.get(request.event_id))
+
+    @handles_errors
+    async def ListEvents(
+        self, request: pb.ListEventsRequest, context: Context
+    ) -> pb.ListEventsResponse:
+        query = EventQuery(
+            event_type=request.event_type,
+            owner_id=request.owner_id,
+            endpoint_id=request.endpoint_id,
+            created_after=convert.optional_time(request, "created_after"),
+            created_before=convert.optional_time(request, "created_before"),
+        )
+        page = await self._manager.list(
+            query, page_size=request.page_size, page_token=request.page_token
+        )
+        return pb.ListEventsResponse(
+            events=[convert.event_to_pb(e) for e in page.items], next_page_token=page.next_token
+        )

@@ -1,0 +1,167 @@
+"""Which IP addresses outbound deliveries may reach: the SSRF table and the operator's allow-list.
+
+The table is explicit on purpose (DESIGN §8): ``ipaddress``'s ``is_private``/``is_global`` change
+between Python releases and miss the NAT64 and 6to4 spellings of addresses such as
+169.254.169.254. Every row names the reason shown to the operator.
+
+IPv6 forms that carry an IPv4 address are judged by that address:
+
+- *Translation* forms (IPv4-mapped ``::ffff:0:0/96``, IPv4-translated ``::ffff:0:0:0/96``, NAT64
+  ``64:ff9b::/96`` and ``64:ff9b:1::/48``, 6to4 ``2002::/16``) reach the embedded IPv4 address, so
+  their verdict is that address's verdict, allow-list included: allowing ``127.0.0.0/8`` also
+  allows ``::ffff:127.0.0.1``, because it is the same destination.
+- *Tunnel and deprecated* forms (Teredo ``2001::/32``, IPv4-compatible ``::/96``) are blocked
+  whatever they embed; only an allow-list entry covering the IPv6 address itself lets them through.
+
+Everything in IPv6 outside ``2000::/3`` (the only block IANA allocates for global unicast) that is
+not one of those forms is blocked as reserved, so an address space nobody routes today cannot
+become a way around the table tomorrow.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+# (network, reason); the first match wins, so more specific rows come first.
+_V4_ROWS: tuple[tuple[str, str], ...] = (
+    ("169.254.169.254/32", "cloud metadata"),  # AWS, GCP, Azure, OpenStack, ...
+    ("100.100.100.200/32", "cloud metadata"),  # Alibaba Cloud, inside the CGNAT block
+    ("168.63.129.16/32", "cloud metadata"),  # Azure WireServer: a public address, platform-only
+    ("255.255.255.255/32", "broadcast"),
+    ("0.0.0.0/8", "unspecified"),  # Linux connects 0.0.0.0 to the local host
+    ("10.0.0.0/8", "private"),
+    ("100.64.0.0/10", "shared address space (CGNAT)"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("172.16.0.0/12", "private"),
+    ("192.0.0.0/24", "reserved (IETF protocol assignments)"),
+    ("192.0.2.0/24", "documentation"),
+    ("192.88.99.0/24", "reserved (6to4 relay anycast)"),
+    ("192.168.0.0/16", "private"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved"),
+)
+
+_V6_ROWS: tuple[tuple[str, str], ...] = (
+    ("::/128", "unspecified"),
+    ("::1/128", "loopback"),
+    ("fd00:ec2::254/128", "cloud metadata"),  # AWS IMDS over IPv6
+    ("100::/64", "discard-only"),
+    ("2001:2::/48", "benchmarking"),
+    ("2001:10::/28", "reserved (ORCHID)"),
+    ("2001:20::/28", "reserved (ORCHIDv2)"),
+    ("2001:db8::/32", "documentation"),
+    ("3fff::/20", "documentation"),
+    ("fc00::/7", "private (unique local)"),
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local (deprecated)"),
+    ("ff00::/8", "multicast"),
+)
+
+# Anything in IPv6 not matched above and outside global unicast.
+_V6_GLOBAL_UNICAST = IPv6Network("2000::/3")
+
+
+def _last32(value: int) -> IPv4Address:
+    return IPv4Address(value & 0xFFFFFFFF)
+
+
+def _six_to_four(value: int) -> IPv4Address:
+    # 2002:AABB:CCDD::/48 carries AA.BB.CC.DD in bits 16..48.
+    return IPv4Address((value >> 80) & 0xFFFFFFFF)
+
+
+def _teredo(value: int) -> IPv4Address:
+    # RFC 4380: the client's public address is stored inverted in the last 32 bits.
+    return IPv4Address((value & 0xFFFFFFFF) ^ 0xFFFFFFFF)
+
+
+# (network, name, where the IPv4 address sits, whether the form is judged by that address).
+_V6_EMBEDDING: tuple[tuple[str, str, Callable[[int], IPv4Address], bool], ...] = (
+    ("::ffff:0:0/96", "IPv4-mapped", _last32, True),
+    ("::ffff:0:0:0/96", "IPv4-translated", _last32, True),
+    ("64:ff9b::/96", "NAT64", _last32, True),
+    ("64:ff9b:1::/48", "NAT64", _last32, True),
+    ("2002::/16", "6to4", _six_to_four, True),
+    ("2001::/32", "Teredo tunnel", _teredo, False),
+    # ::/128 and ::1/128 are inside ::/96; the unspecified and loopback rows are checked first.
+    ("::/96", "IPv4-compatible (deprecated)", _last32, False),
+)
+
+
+def _mask_rows(rows: Sequence[tuple[str, str]]) -> tuple[tuple[int, int, str], ...]:
+    # Integers instead of ``ip in network``: the guard runs for every new connection.
+    out: list[tuple[int, int, str]] = []
+    for cidr, reason in rows:
+        net = ipaddress.ip_network(cidr)
+        out.append((int(net.network_address), int(net.netmask), reason))
+    return tuple(out)
+
+
+_V4_TABLE = _mask_rows(_V4_ROWS)
+_V6_TABLE = _mask_rows(_V6_ROWS)
+_V6_EMBEDDED = tuple(
+    (int(net.network_address), int(net.netmask), name, extract, judged_by_ipv4)
+    for cidr, name, extract, judged_by_ipv4 in _V6_EMBEDDING
+    for net in (IPv6Network(cidr),)
+)
+_V6_GLOBAL = (int(_V6_GLOBAL_UNICAST.network_address), int(_V6_GLOBAL_UNICAST.netmask))
+
+
+def _lookup(value: int, table: tuple[tuple[int, int, str], ...]) -> str | None:
+    for network, mask, reason in table:
+        if value & mask == network:
+            return reason
+    return None
+
+
+def blocked_reason(ip: IPAddress, allow: Sequence[IPNetwork]) -> str | None:
+    """None if deliveries may connect to ``ip``, else a short reason ("loopback", "private", ...).
+
+    ``allow`` is the operator's allow-list (``delivery.allow_cidrs``): an address inside any of its
+    networks is allowed even if the table blocks it.
+    """
+    if any(ip in network for network in allow):
+        return None
+    value = int(ip)
+    if ip.version == 4:
+        return _lookup(value, _V4_TABLE)
+    # The plain rows first: ::/128 and ::1/128 must not be read as IPv4-compatible forms.
+    reason = _lookup(value, _V6_TABLE)
+    if reason is not None:
+        return reason
+    for network, mask, name, extract, judged_by_ipv4 in _V6_EMBEDDED:
+        if value & mask != network:
+            continue
+        inner = extract(value)
+        if judged_by_ipv4:
+            inner_reason = blocked_reason(inner, allow)
+            return None if inner_reason is None else f"{name} {inner_reason}"
+        inner_reason = _lookup(int(inner), _V4_TABLE)
+        return name if inner_reason is None else f"{name}, embeds {inner_reason}"
+    if value & _V6_GLOBAL[1] != _V6_GLOBAL[0]:
+        return "reserved"
+    return None
+
+
+def parse_allow_list(cidrs: Sequence[str]) -> list[IPNetwork]:
+    """The networks of ``delivery.allow_cidrs``; a bare address means just that address.
+
+    Host bits are ignored ("127.0.0.1/8" is 127.0.0.0/8), as in the settings validation. Raises
+    ValueError naming the first entry that is not a CIDR range.
+    """
+    networks: list[IPNetwork] = []
+    for cidr in cidrs:
+        try:
+            networks.append(ipaddress.ip_network(cidr.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{cidr!r} is not a CIDR range") from None
+    return networks

@@ -1,0 +1,1 @@
+"""Delivery: the engine that schedules attempts and the sender that makes them over HTTP."""

@@ -1,0 +1,430 @@
+"""The delivery engine: which pending delivery is attempted when, fairly across endpoints.
+
+Work reaches the engine without polling: accepted events and retries requested through the
+API are handed over in memory, near-term retries wait on one timer heap, and a sweep picks up
+retries scheduled further ahead (and everything pending at start) in batches. Each endpoint has
+a lane (its queue and in-flight count); lanes take turns, one attempt each, so a slow or failing
+endpoint only ever occupies its own concurrency limit and never delays a healthy one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import heapq
+import itertools
+import logging
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from convoyd import __version__
+from convoyd.core import signing
+from convoyd.core.lifecycle import after_attempt
+from convoyd.core.model import (
+    Attempt,
+    AttemptResult,
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    EndpointStatus,
+    RetryPolicy,
+)
+from convoyd.core.outcome import ErrorKind, Verdict, classify
+from convoyd.core.request import build_headers, redact
+from convoyd.core.states import Trigger
+from convoyd.delivery.payloads import PayloadCache
+from convoyd.delivery.recorder import Recorder
+from convoyd.delivery.sender import AttemptReport, OutboundRequest
+from convoyd.errors import ConvoydError
+from convoyd.store.base import AttemptRecord, IngestWrite, Payload, Store
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"convoyd/{__version__}"
+RESULT_OF = {
+    ErrorKind.TIMEOUT: AttemptResult.TIMEOUT,
+    ErrorKind.NETWORK: AttemptResult.NETWORK_ERROR,
+    ErrorKind.BLOCKED: AttemptResult.BLOCKED,
+}
+
+
+class SenderLike(Protocol):
+    """The part of the Sender the engine uses; FakeSender provides it for unit tests."""
+
+    async def send(self, request: OutboundRequest) -> AttemptReport: ...
+
+
+# Applies a state-table trigger to an endpoint (EndpointManager.change_status).
+StatusChanger = Callable[[str, Trigger, str], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    max_in_flight: int = 512
+    """Attempts in flight across all endpoints."""
+    max_concurrency_per_endpoint: int = 8
+    """Default per-endpoint limit (an endpoint's max_concurrency overrides it)."""
+    default_http_timeout: float = 15.0
+    default_retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    retry_after_cap: float = 3600.0
+    sweep_interval: float = 5.0
+    """How often retries due later than the timer horizon are loaded from the store."""
+
+
+class Lane:
+    """One endpoint's queue of due deliveries and what is in flight to it."""
+
+    __slots__ = ("endpoint", "in_flight", "keys", "keys_until", "queue", "waiting")
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.queue: deque[Delivery] = deque()
+        self.in_flight = 0
+        self.waiting = False  # in the engine's ready ring
+        self.keys: list[bytes] = []
+        self.keys_until = -1.0  # signing keys are valid until this time (a secret expires)
+
+    def signing_keys(self, now: float) -> list[bytes]:
+        if now >= self.keys_until:
+            spec = self.endpoint.spec
+            chosen = signing.signing_secrets(spec.signature.scheme, self.endpoint.secrets, now)
+            self.keys = [signing.secret_key(spec.signature.scheme, s.value) for s in chosen]
+            expiries = [
+                s.expires_at for s in self.endpoint.secrets if s.expires_at and s.expires_at > now
+            ]
+            self.keys_until = min(expiries, default=float("inf"))
+        return self.keys
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        sender: SenderLike,
+        recorder: Recorder,
+        *,
+        clock: Callable[[], float],
+        rng: random.Random,
+        config: EngineConfig | None = None,
+        payloads: PayloadCache | None = None,
+        change_status: StatusChanger | None = None,
+    ) -> None:
+        self._store = store
+        self._sender = sender
+        self._recorder = recorder
+        self._clock = clock
+        self._rng = rng
+        self.config = config or EngineConfig()
+        self._payloads = payloads or PayloadCache(store)
+        self._change_status = change_status
+        self._lanes: dict[str, Lane] = {}
+        self._ready: deque[Lane] = deque()
+        self._tracked: set[str] = set()  # delivery ids held in memory (queued, timed, in flight)
+        self._timers: list[tuple[float, int, Delivery]] = []
+        self._seq = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._swept_until = 0.0
+        self._in_flight = 0
+        self._attempts: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self, endpoints: Iterable[Endpoint]) -> None:
+        for endpoint in endpoints:
+            self._lanes[endpoint.id] = Lane(endpoint)
+        now = self._clock()
+        self._swept_until = now + 2 * self.config.sweep_interval
+        # Everything pending, including what a crash left PROCESSING: sent again (at-least-once).
+        self.admit(await self._store.due_deliveries(after=None, until=self._swept_until))
+        self._tasks = [
+            asyncio.create_task(self._dispatch_loop(), name="convoyd-dispatch"),
+            asyncio.create_task(self._sweep_loop(), name="convoyd-sweep"),
+        ]
+
+    async def stop(self, grace: float) -> None:
+        """Stops starting attempts, lets those in flight finish within ``grace``, then cancels."""
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._attempts:
+            _, pending = await asyncio.wait(self._attempts, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self._recorder.flush()
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def queued(self) -> int:
+        return sum(len(lane.queue) for lane in self._lanes.values())
+
+    # -- work coming in -------------------------------------------------------------------
+
+    def accepted(self, writes: Sequence[IngestWrite]) -> None:
+        """Newly committed events: their bodies go to the cache, their deliveries to lanes."""
+        for write in writes:
+            if write.replay or not write.deliveries:
+                continue
+            self._payloads.put(
+                write.event.id, Payload(data=write.event.data, headers=write.event.headers)
+            )
+            self.admit(write.deliveries)
+
+    def admit(self, deliveries: Iterable[Delivery]) -> None:
+        """Takes pending deliveries into memory (each at most once)."""
+        now = self._clock()
+        for d in deliveries:
+            if d.status not in (
+                DeliveryStatus.SCHEDULED,
+                DeliveryStatus.RETRY,
+                DeliveryStatus.PROCESSING,
+            ):
+                continue
+            if d.id in self._tracked or d.endpoint_id not in self._lanes:
+                continue
+            due = d.next_attempt_at if d.next_attempt_at is not None else now
+            if due > self._swept_until:
+                continue  # the sweep brings it in when it is near
+            self._tracked.add(d.id)
+            if due <= now:
+                self._enqueue(d)
+            else:
+                self._push_timer(due, d)
+
+    def endpoint_changed(self, endpoint: Endpoint) -> None:
+        lane = self._lanes.get(endpoint.id)
+        if lane is None:
+            self._lanes[endpoint.id] = Lane(endpoint)
+            return
+        lane.endpoint = endpoint
+        lane.keys_until = -1.0
+        self._mark_ready(lane)
+
+    def endpoint_deleted(self, endpoint_id: str) -> None:
+        lane = self._lanes.pop(endpoint_id, None)
+        if lane is not None:
+            for d in lane.queue:
+                self._tracked.discard(d.id)
+            lane.queue.clear()
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    def _enqueue(self, d: Delivery) -> None:
+        lane = self._lanes.get(d.endpoint_id)
+        if lane is None:
+            self._tracked.discard(d.id)
+            return
+        lane.queue.append(d)
+        self._mark_ready(lane)
+
+    def _limit(self, lane: Lane) -> int:
+        return lane.endpoint.spec.max_concurrency or self.config.max_concurrency_per_endpoint
+
+    def _can_send(self, lane: Lane) -> bool:
+        if not lane.queue:
+            return False
+        status = lane.endpoint.status
+        if status is EndpointStatus.ACTIVE:
+            return lane.in_flight < self._limit(lane)
+        # PENDING: only the retried delivery goes out, alone; the rest stay held (DESIGN §3).
+        return (
+            status is EndpointStatus.PENDING
+            and lane.in_flight == 0
+            and any(d.attempt_limit is not None for d in lane.queue)
+        )
+
+    @staticmethod
+    def _take(lane: Lane) -> Delivery:
+        if lane.endpoint.status is EndpointStatus.ACTIVE:
+            return lane.queue.popleft()
+        probe = next(d for d in lane.queue if d.attempt_limit is not None)
+        lane.queue.remove(probe)
+        return probe
+
+    def _mark_ready(self, lane: Lane) -> None:
+        if not lane.waiting and self._can_send(lane):
+            lane.waiting = True
+            self._ready.append(lane)
+            self._wake.set()
+
+    def _push_timer(self, due: float, d: Delivery) -> None:
+        heapq.heappush(self._timers, (due, next(self._seq), d))
+        if self._timers[0][2] is d:
+            self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._timers and not self._closing:
+            delay = max(0.0, self._timers[0][0] - self._clock())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._fire_timers)
+
+    def _fire_timers(self) -> None:
+        self._timer = None
+        now = self._clock()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, d = heapq.heappop(self._timers)
+            self._enqueue(d)
+        self._arm_timer()
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._ready and self._in_flight < self.config.max_in_flight and not self._closing:
+                lane = self._ready.popleft()
+                lane.waiting = False
+                if not self._can_send(lane):
+                    continue
+                d = self._take(lane)
+                lane.in_flight += 1
+                self._in_flight += 1
+                task = asyncio.create_task(self._attempt(lane, d))
+                self._attempts.add(task)
+                task.add_done_callback(self._attempts.discard)
+                self._mark_ready(lane)  # back of the ring: endpoints take turns
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sweep_interval)
+            start = self._swept_until
+            until = self._clock() + 2 * self.config.sweep_interval
+            try:
+                due = await self._store.due_deliveries(after=start, until=until)
+            except Exception as exc:
+                log.error("could not load due deliveries: %s", exc)
+                continue
+            self._swept_until = until
+            self.admit(due)
+
+    # -- one attempt ----------------------------------------------------------------------
+
+    async def _attempt(self, lane: Lane, d: Delivery) -> None:
+        endpoint = lane.endpoint
+        try:
+            payload = await self._payloads.get(d.event_id)
+            if payload is None:  # the event was deleted
+                self._tracked.discard(d.id)
+                return
+            start = self._clock()
+            processing = dataclasses.replace(d, status=DeliveryStatus.PROCESSING, updated_at=start)
+            self._recorder.record(AttemptRecord(attempt=None, delivery=processing))
+            headers = build_headers(
+                endpoint=endpoint,
+                keys=lane.signing_keys(start),
+                delivery_id=d.id,
+                timestamp=int(start),
+                body=payload.data,
+                event_headers=payload.headers,
+                user_agent=USER_AGENT,
+            )
+            timeout = endpoint.spec.http_timeout or self.config.default_http_timeout
+            report = await self._sender.send(
+                OutboundRequest(
+                    url=endpoint.spec.url, headers=headers, body=payload.data, timeout=timeout
+                )
+            )
+            self._finish(lane, d, start, headers, report)
+        except asyncio.CancelledError:
+            # Shutdown: the delivery is still pending in the store and is sent after restart.
+            raise
+        except Exception:
+            log.exception("attempt of delivery %s failed unexpectedly", d.id)
+            self._tracked.discard(d.id)
+        finally:
+            lane.in_flight -= 1
+            self._in_flight -= 1
+            self._mark_ready(lane)
+            self._wake.set()
+
+    def _finish(
+        self,
+        lane: Lane,
+        d: Delivery,
+        start: float,
+        headers: list[tuple[str, str]],
+        report: AttemptReport,
+    ) -> None:
+        endpoint = lane.endpoint
+        end = start + report.duration
+        outcome = classify(
+            report.status,
+            report.error_kind,
+            report.retry_after,
+            now=end,
+            retry_after_cap=self.config.retry_after_cap,
+            detail=report.error,
+        )
+        if report.error_kind is not ErrorKind.NONE:
+            result = RESULT_OF[report.error_kind]
+        elif outcome.verdict is Verdict.SUCCESS:
+            result = AttemptResult.SUCCESS
+        else:
+            result = AttemptResult.HTTP_ERROR
+        attempt = Attempt(
+            id=f"at_{d.id[3:]}_{d.attempt_count + 1}",
+            delivery_id=d.id,
+            number=d.attempt_count + 1,
+            result=result,
+            started_at=start,
+            duration=report.duration,
+            request_url=endpoint.spec.url,
+            request_headers=redact(headers, endpoint),
+            response_status=report.status or 0,
+            response_headers=report.headers,
+            response_body=report.body,
+            response_body_truncated=report.truncated,
+            error=report.error,
+            remote_address=report.remote_address,
+        )
+        after = after_attempt(
+            d,
+            outcome,
+            policy=endpoint.spec.retry_policy or self.config.default_retry_policy,
+            status_code=report.status or 0,
+            now=end,
+            rng=self._rng,
+        )
+        self._recorder.record(AttemptRecord(attempt=attempt, delivery=after))
+        trigger = None
+        if outcome.verdict is Verdict.GONE:
+            trigger = Trigger.GONE
+        elif endpoint.status is EndpointStatus.PENDING and d.attempt_limit is not None:
+            ok = outcome.verdict is Verdict.SUCCESS
+            trigger = Trigger.PROBE_SUCCEEDED if ok else Trigger.PROBE_FAILED
+        if trigger is not None and self._change_status is not None:
+            reason = f"delivery {d.id}: {outcome.reason}"
+            self._spawn(self._change_status(endpoint.id, trigger, reason))
+        due = after.next_attempt_at
+        if after.status is DeliveryStatus.RETRY and due is not None and due <= self._swept_until:
+            self._push_timer(due, after)  # near: a timer; further ahead: the sweep loads it
+            return
+        self._tracked.discard(d.id)
+
+    def _spawn(self, awaitable: Awaitable[object]) -> None:
+        task = asyncio.ensure_future(self._quietly(awaitable))
+        self._attempts.add(task)
+        task.add_done_callback(self._attempts.discard)
+
+    @staticmethod
+    async def _quietly(awaitable: Awaitable[object]) -> None:
+        # An endpoint already paused or inactive refuses the change: nothing to do then.
+        with contextlib.suppress(ConvoydError):
+            await awaitable

@@ -1,0 +1,389 @@
+"""The only outbound HTTP in convoyd: POST one attempt, guarded against SSRF, reported as a value.
+
+The SSRF guard (DESIGN §5) judges the addresses actually connected to, at three points that share
+one policy (:class:`AddressGuard`):
+
+1. :class:`GuardedResolver` drops blocked addresses from every DNS answer, so a name is only ever
+   connected to addresses that passed; all blocked → the lookup fails with the reason.
+2. IP-literal hosts never reach a resolver, so :meth:`Sender.send` checks them first, including the
+   legacy numeric spellings that libc reads as IPv4 ("2130706433", "0x7f.1", "017700000001").
+3. The connector's socket factory checks the exact address of every new socket, as a backstop
+   for any path that skips the first two (a DNS answer cached before a reload, a future aiohttp).
+
+Network and HTTP failures are returned as :class:`AttemptReport` values, never raised. Error texts
+never contain request headers: they carry signatures and API keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ssl
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import aiohttp
+from aiohttp.connector import Connection
+from yarl import URL
+
+from convoyd.core.addresses import blocked_reason, parse_allow_list
+from convoyd.core.outcome import ErrorKind
+from convoyd.delivery.guard import (
+    AddressGuard,
+    BlockedAddressError,
+    GuardedResolver,
+    blocked_text,
+    literal_address,
+)
+
+# aiohttp only needs to reap half-closed TLS transports on Pythons without cpython#118960, and
+# warns (an error under our test settings) when asked to on the others.
+_NEEDS_CLEANUP_CLOSED = sys.version_info < (3, 12, 8) or (3, 13, 0) <= sys.version_info < (3, 13, 1)
+
+# Headers aiohttp would add on its own. The caller's headers are the whole request (plus Host and
+# Content-Length); Accept-Encoding in particular must not be sent because bodies are stored as
+# received (auto_decompress=False), not decompressed at CPU cost and bomb risk.
+_SKIP_AUTO_HEADERS = ("User-Agent", "Content-Type", "Accept", "Accept-Encoding")
+
+# Error texts go to the attempt log and the portal: one short line.
+_MAX_ERROR_CHARS = 200
+
+# Distinct per-endpoint timeouts are few; the bound only stops a pathological caller.
+_MAX_CACHED_TIMEOUTS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRequest:
+    """One POST to make. ``headers`` are complete: signatures, auth, content type, user agent."""
+
+    url: str
+    headers: Sequence[tuple[str, str]]
+    body: bytes
+    timeout: float  # seconds for connect + send + the whole response
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptReport:
+    """What happened to one :class:`OutboundRequest`."""
+
+    status: int | None  # None when no HTTP answer arrived
+    headers: tuple[tuple[str, str], ...]  # response headers
+    body: bytes  # at most the sender's body_limit bytes
+    truncated: bool  # the response body was longer than body_limit
+    error_kind: ErrorKind  # NONE, TIMEOUT, NETWORK or BLOCKED
+    error: str  # short human text, no secrets; "" when error_kind is NONE
+    remote_address: str  # the IP actually connected to ("" if none)
+    duration: float  # seconds
+    retry_after: str | None  # the raw Retry-After response header
+
+
+class _PeerResponse(aiohttp.ClientResponse):
+    """A response that records the peer IP of its connection.
+
+    Read in ``start``: aiohttp hands an empty-bodied response's connection back to the pool before
+    the caller sees the response, so ``response.connection`` may already be None by then.
+    """
+
+    peer = ""
+
+    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+        transport = connection.transport
+        if transport is not None:
+            peername = transport.get_extra_info("peername")
+            if peername:
+                self.peer = peername[0]
+        return await super().start(connection)
+
+
+@dataclass(eq=False, slots=True)
+class _Pool:
+    """One session and its connections, with the sends currently using it."""
+
+    session: aiohttp.ClientSession
+    in_flight: int = 0
+
+
+class Sender:
+    """Makes delivery attempts over one aiohttp session with keep-alive connection reuse.
+
+    The session is replaced only when a reload changes the allow-list (see set_allow_cidrs).
+    """
+
+    def __init__(
+        self,
+        *,
+        allow_cidrs: Sequence[str] = (),
+        body_limit: int = 16384,
+        user_agent: str,
+        max_connections: int = 1000,
+        max_connections_per_host: int = 0,
+    ) -> None:
+        """``user_agent`` is sent when a request carries no User-Agent of its own;
+        ``max_connections_per_host`` 0 means no per-host limit (the engine limits per endpoint)."""
+        if body_limit < 0:
+            raise ValueError("body_limit must be >= 0")
+        self._guard = AddressGuard(parse_allow_list(allow_cidrs))
+        self._body_limit = body_limit
+        self._user_agent = user_agent
+        self._max_connections = max_connections
+        self._max_connections_per_host = max_connections_per_host
+        self._pool: _Pool | None = None
+        self._retired: set[_Pool] = set()  # replaced by a reload, closed when idle
+        self._closing: set[asyncio.Task[None]] = set()
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    async def start(self) -> None:
+        """Create the session; call from the running event loop."""
+        if self._pool is not None:
+            raise RuntimeError("Sender already started")
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> _Pool:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=self._max_connections_per_host,
+            resolver=GuardedResolver(self._guard, aiohttp.ThreadedResolver()),
+            # The cache holds only addresses the guard let through and the connector connects to
+            # exactly those, so caching opens no rebinding hole; it saves a thread-pool
+            # getaddrinfo per new connection. A reload starts a new pool with an empty cache.
+            use_dns_cache=True,
+            ttl_dns_cache=10,
+            socket_factory=self._guard.open_socket,
+            enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,
+        )
+        session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": self._user_agent},
+            skip_auto_headers=_SKIP_AUTO_HEADERS,
+            response_class=_PeerResponse,
+            cookie_jar=aiohttp.DummyCookieJar(),  # a receiver's cookies must not reach another
+            trust_env=False,  # no proxy or netrc from the environment (DESIGN §8)
+            auto_decompress=False,
+            raise_for_status=False,
+        )
+        return _Pool(session)
+
+    async def close(self) -> None:
+        """Close every connection; in-flight sends fail."""
+        pool, self._pool = self._pool, None
+        retired, self._retired = self._retired, set()
+        for old in retired:
+            await old.session.close()
+        if pool is not None:
+            await pool.session.close()
+        while self._closing:
+            await asyncio.gather(*self._closing)
+
+    def set_allow_cidrs(self, cidrs: Sequence[str]) -> None:
+        """Replace the allow-list (SIGHUP); it applies to every connection made from now on.
+
+        Keep-alive connections opened under the old list are not reused: a busy endpoint's
+        connection never goes idle, so it would otherwise keep reaching an address the operator
+        just removed. Sends already in flight finish on the old pool, which then closes.
+        """
+        allow = tuple(parse_allow_list(cidrs))
+        if allow == self._guard.allow:
+            return
+        self._guard.allow = allow
+        pool = self._pool
+        if pool is None:
+            return
+        self._pool = self._new_pool()
+        if pool.in_flight:
+            self._retired.add(pool)
+        else:
+            self._close_later(pool)
+
+    def _close_later(self, pool: _Pool) -> None:
+        self._retired.discard(pool)
+        task = asyncio.get_running_loop().create_task(pool.session.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            # total covers connect, sending and reading the whole body: a dripping body times out.
+            timeout = aiohttp.ClientTimeout(total=seconds)
+            if len(self._timeouts) < _MAX_CACHED_TIMEOUTS:
+                self._timeouts[seconds] = timeout
+        return timeout
+
+    async def send(self, request: OutboundRequest) -> AttemptReport:
+        """POST ``request.body`` to ``request.url`` once, without following redirects."""
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("Sender.send() called before start()")
+        pool.in_flight += 1
+        try:
+            return await self._attempt(pool.session, request)
+        finally:
+            pool.in_flight -= 1
+            if not pool.in_flight and pool in self._retired:
+                self._close_later(pool)
+
+    async def _attempt(
+        self, session: aiohttp.ClientSession, request: OutboundRequest
+    ) -> AttemptReport:
+        started = time.monotonic()
+        try:
+            url = URL(request.url)
+        except (ValueError, TypeError):
+            return _failure(ErrorKind.NETWORK, "invalid URL", started)
+        host = url.raw_host or ""
+        literal = literal_address(host) if host else None
+        if literal is not None:
+            reason = blocked_reason(literal, self._guard.allow)
+            if reason is not None:
+                return _failure(ErrorKind.BLOCKED, blocked_text(literal, reason, host), started)
+
+        response: _PeerResponse | None = None
+        try:
+            response = cast(
+                _PeerResponse,
+                await session.post(
+                    url,
+                    data=request.body,
+                    headers=request.headers,
+                    allow_redirects=False,
+                    timeout=self._timeout(request.timeout),
+                ),
+            )
+            body, truncated = await self._read_body(response)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            kind, text = _describe(exc, request.timeout, host)
+            if response is None:
+                return _failure(kind, text, started)
+            response.close()  # mid-body: the connection cannot be reused
+            return AttemptReport(
+                status=response.status,
+                headers=tuple(response.headers.items()),
+                body=b"",
+                truncated=False,
+                error_kind=kind,
+                error=text,
+                remote_address=response.peer,
+                duration=time.monotonic() - started,
+                retry_after=None,
+            )
+        except BaseException:
+            # Cancelled (shutdown) mid-response: give the connection back closed, not leaked.
+            if response is not None:
+                response.close()
+            raise
+        if truncated:
+            # Closing beats draining the rest of a possibly huge body just to keep the connection.
+            response.close()
+        else:
+            response.release()
+        headers = response.headers
+        return AttemptReport(
+            status=response.status,
+            headers=tuple(headers.items()),
+            body=body,
+            truncated=truncated,
+            error_kind=ErrorKind.NONE,
+            error="",
+            remote_address=response.peer,
+            duration=time.monotonic() - started,
+            retry_after=headers.get("Retry-After"),
+        )
+
+    async def _read_body(self, response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+        """At most body_limit bytes of the body, and whether more remained."""
+        content = response.content
+        limit = self._body_limit
+        parts: list[bytes] = []
+        size = 0
+        while size < limit:
+            chunk = await content.read(limit - size)
+            if not chunk:
+                break
+            parts.append(chunk)
+            size += len(chunk)
+            if content.at_eof():
+                break
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        return body, size >= limit and not content.at_eof()
+
+
+def _failure(kind: ErrorKind, text: str, started: float) -> AttemptReport:
+    return AttemptReport(
+        status=None,
+        headers=(),
+        body=b"",
+        truncated=False,
+        error_kind=kind,
+        error=text,
+        remote_address="",
+        duration=time.monotonic() - started,
+        retry_after=None,
+    )
+
+
+# errno → text for connection-level failures; anything else says "connection failed: <strerror>".
+_ERRNO_TEXT = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset",
+    errno.ECONNABORTED: "connection aborted",
+    errno.EPIPE: "connection closed by the receiver",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+}
+
+
+def _describe(exc: BaseException, timeout: float, host: str) -> tuple[ErrorKind, str]:
+    """The error kind and text for a failed send. Uses only the exception's own fields, never
+    ``str(exc)`` of aiohttp errors that embed request details."""
+    if isinstance(exc, TimeoutError):  # includes aiohttp's ServerTimeoutError
+        return ErrorKind.TIMEOUT, f"timed out after {timeout:g}s"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            cert = exc.certificate_error
+            detail = getattr(cert, "verify_message", None) or str(cert)
+            return ErrorKind.NETWORK, _short(f"TLS certificate verification failed: {detail}")
+        return ErrorKind.NETWORK, _short(f"TLS handshake failed: {_ssl_detail(exc.os_error)}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error
+        if isinstance(cause, BlockedAddressError):
+            return ErrorKind.BLOCKED, _short(str(cause))
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            detail = cause.strerror or type(cause).__name__
+            return ErrorKind.NETWORK, _short(f"DNS lookup failed for {host} ({detail})")
+        return _os_error(cause)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return ErrorKind.NETWORK, "server disconnected"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # Raised for an unparsable status line or headers; ``message`` is the parser's complaint.
+        return ErrorKind.NETWORK, _short(f"invalid HTTP response: {exc.message}")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return ErrorKind.NETWORK, "invalid HTTP response body"
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return ErrorKind.NETWORK, "invalid URL"
+    if isinstance(exc, ssl.SSLError):
+        return ErrorKind.NETWORK, _short(f"TLS error: {_ssl_detail(exc)}")
+    if isinstance(exc, OSError):  # ClientOSError and ClientConnectionResetError included
+        return _os_error(exc)
+    return ErrorKind.NETWORK, f"HTTP client error ({type(exc).__name__})"
+
+
+def _os_error(exc: OSError) -> tuple[ErrorKind, str]:
+    if exc.errno == errno.ETIMEDOUT:
+        return ErrorKind.TIMEOUT, "connection timed out"
+    text = _ERRNO_TEXT.get(exc.errno or 0)
+    if text is None and isinstance(exc, ConnectionResetError):
+        text = "connection reset"
+    return ErrorKind.NETWORK, text or _short(f"connection failed: {exc.strerror or exc}")
+
+
+def _ssl_detail(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason) if reason else str(exc)
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"

@@ -1,0 +1,202 @@
+"""Deliveries as the control plane and the portal see them: queries, retries, the live stream."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from convoyd.core import paging, states
+from convoyd.core.model import (
+    RETRYABLE_STATUSES,
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    EndpointStatus,
+    EndpointStatusChange,
+    Page,
+)
+from convoyd.delivery.engine import Engine
+from convoyd.delivery.hub import Change, WatchHub
+from convoyd.errors import FailedPreconditionError, ValidationError
+from convoyd.store.base import DeliveryQuery, Store
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], float]
+BATCH_RETRY_CHUNK = 500
+
+
+class DeliveryManager:
+    def __init__(
+        self,
+        store: Store,
+        engine: Engine,
+        hub: WatchHub,
+        *,
+        clock: Clock,
+        on_endpoint_change: Callable[[Endpoint, EndpointStatusChange | None], object],
+    ) -> None:
+        self._store = store
+        self._engine = engine
+        self._hub = hub
+        self._clock = clock
+        self._on_endpoint_change = on_endpoint_change
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def get(self, delivery_id: str) -> Delivery:
+        if not delivery_id:
+            raise ValidationError.single("delivery_id", "is required")
+        return await self._store.get_delivery(delivery_id)
+
+    async def list(
+        self, query: DeliveryQuery, *, page_size: int = 0, page_token: str = ""
+    ) -> Page[Delivery]:
+        filters = ("deliveries", query)
+        size = paging.page_size(page_size)
+        before = paging.decode_token(page_token, filters)
+        rows = await self._store.list_deliveries(query, before_id=before, limit=size + 1)
+        items = tuple(rows[:size])
+        token = paging.encode_token(items[-1].id, filters) if len(rows) > size else ""
+        return Page(items=items, next_token=token)
+
+    async def attempts(
+        self, delivery_id: str, *, page_size: int = 0, page_token: str = ""
+    ) -> Page[Attempt]:
+        await self.get(delivery_id)  # NOT_FOUND for an unknown delivery, not an empty list
+        filters = ("attempts", delivery_id)
+        size = paging.page_size(page_size)
+        after = paging.decode_token(page_token, filters)
+        rows = await self._store.list_attempts(
+            delivery_id, after_number=int(after or 0), limit=size + 1
+        )
+        items = tuple(rows[:size])
+        token = paging.encode_token(str(items[-1].number), filters) if len(rows) > size else ""
+        return Page(items=items, next_token=token)
+
+    async def _send_again(
+        self, delivery_id: str, *, allowed: frozenset[DeliveryStatus], what: str
+    ) -> Delivery:
+        now = self._clock()
+        changes: list[EndpointStatusChange] = []
+
+        def change(d: Delivery, endpoint: Endpoint) -> tuple[Delivery, Endpoint]:
+            if d.status not in allowed:
+                names = " or ".join(sorted(s.value for s in allowed))
+                raise FailedPreconditionError(
+                    f"delivery {d.id} is {d.status.value}; {what} needs {names}"
+                )
+            status = endpoint.status
+            if status is EndpointStatus.PAUSED:
+                raise FailedPreconditionError(f"endpoint {endpoint.id} is paused; resume it first")
+            if status is EndpointStatus.PENDING:
+                raise FailedPreconditionError(
+                    f"endpoint {endpoint.id} is pending: a probe delivery is already on its way"
+                )
+            if status is EndpointStatus.INACTIVE:
+                # DESIGN §3: this delivery becomes the probe that decides the endpoint's fate.
+                target = states.transition(status, states.Trigger.RETRY_PROBE)
+                reason = f"probing with delivery {d.id}"
+                changes.append(
+                    EndpointStatusChange(
+                        endpoint_id=endpoint.id,
+                        owner_id=endpoint.spec.owner_id,
+                        previous=status,
+                        status=target,
+                        reason=reason,
+                        changed_at=now,
+                    )
+                )
+                endpoint = dataclasses.replace(
+                    endpoint,
+                    status=target,
+                    status_reason=reason,
+                    status_changed_at=now,
+                    updated_at=now,
+                )
+            return (
+                dataclasses.replace(
+                    d,
+                    status=DeliveryStatus.SCHEDULED,
+                    status_reason=f"{what} requested",
+                    next_attempt_at=now,
+                    attempt_limit=d.attempt_count + 1,
+                    updated_at=now,
+                ),
+                endpoint,
+            )
+
+        delivery = await self._store.modify_delivery(delivery_id, change)
+        if changes:
+            endpoint = await self._store.get_endpoint(delivery.endpoint_id)
+            self._on_endpoint_change(endpoint, changes[0])
+        self._engine.admit([delivery])
+        self._hub.publish([delivery])
+        return delivery
+
+    async def retry(self, delivery_id: str) -> Delivery:
+        """FAILURE or DISCARDED → one attempt now (on an INACTIVE endpoint: the probe)."""
+        return await self._send_again(delivery_id, allowed=RETRYABLE_STATUSES, what="a retry")
+
+    async def force_resend(self, delivery_id: str) -> Delivery:
+        """SUCCESS → sent once more."""
+        return await self._send_again(
+            delivery_id, allowed=frozenset({DeliveryStatus.SUCCESS}), what="a resend"
+        )
+
+    async def batch_retry(self, query: DeliveryQuery, *, dry_run: bool) -> int:
+        """Counts the matching FAILURE/DISCARDED deliveries and (unless dry_run) queues them
+        again in the background, in chunks, so ingest never waits behind a large retry."""
+        statuses = tuple(query.statuses) or tuple(sorted(RETRYABLE_STATUSES))
+        bad = [s for s in statuses if s not in RETRYABLE_STATUSES]
+        if bad:
+            raise ValidationError.single(
+                "statuses", "only FAILURE and DISCARDED deliveries can be retried"
+            )
+        if not (query.endpoint_ids or query.owner_id or query.event_id):
+            raise ValidationError.single(
+                "endpoint_id", "name an endpoint_id, owner_id or event_id to retry"
+            )
+        query = dataclasses.replace(query, statuses=statuses)
+        count = await self._store.count_deliveries(query)
+        if not dry_run and count:
+            task = asyncio.create_task(self._reschedule_all(query))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return count
+
+    async def _reschedule_all(self, query: DeliveryQuery) -> None:
+        while True:
+            try:
+                chunk = await self._store.reschedule_deliveries(
+                    query,
+                    now=self._clock(),
+                    reason="batch retry requested",
+                    limit=BATCH_RETRY_CHUNK,
+                )
+            except Exception:
+                log.exception("batch retry stopped")
+                return
+            self._engine.admit(chunk)
+            self._hub.publish(chunk)
+            if len(chunk) < BATCH_RETRY_CHUNK:
+                return
+
+    def watch(
+        self, *, endpoint_id: str, owner_id: str, statuses: frozenset[DeliveryStatus]
+    ) -> AsyncIterator[Change]:
+        from convoyd.delivery.hub import WatchFilter
+
+        return self._hub.watch(
+            WatchFilter(
+                endpoint_id=endpoint_id,
+                owner_id=owner_id,
+                statuses=frozenset(s.value for s in statuses),
+            )
+        )
+
+    async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)

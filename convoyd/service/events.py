@@ -1,0 +1,171 @@
+"""Accepting events: validation, idempotency, routing to endpoints, one durable commit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Callable, Sequence
+
+from convoyd.core import paging, routing
+from convoyd.core.ids import new_id
+from convoyd.core.model import Delivery, DeliveryStatus, Event, EventInput, Page
+from convoyd.core.validation import Limits, event_violations
+from convoyd.errors import AlreadyExistsError, NotFoundError, ValidationError
+from convoyd.store.base import EventQuery, IngestReader, IngestWrite, Store
+
+Clock = Callable[[], float]
+Accepted = Callable[[Sequence[IngestWrite]], None]
+
+MAX_BATCH = 1000
+
+
+def payload_hash(event: EventInput) -> bytes:
+    """What makes two events with the same idempotency key "the same event"."""
+    doc = json.dumps(
+        [
+            event.event_type,
+            sorted(event.endpoint_ids),
+            event.owner_id,
+            sorted(event.headers.items()),
+        ]
+    ).encode()
+    return hashlib.sha256(doc + b"\0" + event.data).digest()
+
+
+class EventManager:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock,
+        rng: random.Random,
+        max_payload_bytes: int = 1024 * 1024,
+        idempotency_window: float = 24 * 3600.0,
+        limits: Limits | None = None,
+        on_accepted: Accepted | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._rng = rng
+        self._max_payload = max_payload_bytes
+        self._window = idempotency_window
+        self._limits = limits or Limits()
+        self.on_accepted = on_accepted
+
+    async def create(self, events: Sequence[EventInput], *, batch: bool = False) -> list[Event]:
+        """Accepts every event or none; returns only once they are durably stored."""
+        if batch and not events:
+            raise ValidationError.single("requests", "is empty")
+        if len(events) > MAX_BATCH:
+            raise ValidationError.single("requests", f"has more than {MAX_BATCH} events")
+        violations = []
+        for i, event in enumerate(events):
+            prefix = f"requests[{i}]." if batch else ""
+            violations.extend(
+                event_violations(
+                    event, max_payload_bytes=self._max_payload, limits=self._limits, prefix=prefix
+                )
+            )
+        if violations:
+            raise ValidationError(violations)
+        now = self._clock()
+        hashes = [payload_hash(e) for e in events]
+
+        def build(reader: IngestReader) -> list[IngestWrite]:
+            seen: dict[str, IngestWrite] = {}  # idempotency keys earlier in this same batch
+            return [
+                self._plan(reader, event, digest, now, f"requests[{i}]" if batch else "", seen)
+                for i, (event, digest) in enumerate(zip(events, hashes, strict=True))
+            ]
+
+        writes = await self._store.ingest(build)
+        if self.on_accepted is not None:
+            self.on_accepted(writes)
+        return [w.event for w in writes]
+
+    def _plan(
+        self,
+        reader: IngestReader,
+        event: EventInput,
+        digest: bytes,
+        now: float,
+        where: str,
+        seen: dict[str, IngestWrite],
+    ) -> IngestWrite:
+        key = event.idempotency_key
+        if key:
+            earlier = seen.get(key)
+            found = (earlier.event, earlier.payload_hash) if earlier else None
+            found = found or reader.idempotent_event(key, now - self._window)
+            if found is not None:
+                original, original_hash = found
+                if original_hash != digest:
+                    raise AlreadyExistsError(
+                        f"{where + ': ' if where else ''}idempotency key {key!r} was used for"
+                        f" another event ({original.id}) with a different payload"
+                    )
+                return IngestWrite(event=original, payload_hash=original_hash, replay=True)
+        if event.owner_id:
+            targets = reader.owner_endpoints(event.owner_id)
+        else:
+            found_by_id = reader.endpoints(event.endpoint_ids)
+            missing = [i for i in event.endpoint_ids if i not in found_by_id]
+            if missing:
+                raise NotFoundError(
+                    f"{where + ': ' if where else ''}endpoint {missing[0]} not found"
+                )
+            targets = [found_by_id[i] for i in event.endpoint_ids]
+        event_id = new_id("ev", now, self._rng)
+        deliveries = [
+            Delivery(
+                id=new_id("dl", now, self._rng),
+                event_id=event_id,
+                endpoint_id=endpoint.id,
+                owner_id=endpoint.spec.owner_id,
+                event_type=event.event_type,
+                status=status,
+                status_reason=reason,
+                attempt_count=0,
+                next_attempt_at=now if status is DeliveryStatus.SCHEDULED else None,
+                last_attempt_at=None,
+                last_http_status=0,
+                created_at=now,
+                updated_at=now,
+            )
+            for endpoint, status, reason in routing.plan(targets, event.event_type)
+        ]
+        write = IngestWrite(
+            event=Event(
+                id=event_id,
+                event_type=event.event_type,
+                data=event.data,
+                idempotency_key=key,
+                endpoint_ids=tuple(event.endpoint_ids),
+                owner_id=event.owner_id,
+                headers=dict(event.headers),
+                created_at=now,
+                delivery_count=len(deliveries),
+            ),
+            payload_hash=digest,
+            deliveries=deliveries,
+        )
+        if key:
+            seen[key] = write
+        return write
+
+    async def get(self, event_id: str) -> Event:
+        if not event_id:
+            raise ValidationError.single("event_id", "is required")
+        return await self._store.get_event(event_id)
+
+    async def list(
+        self, query: EventQuery, *, page_size: int = 0, page_token: str = ""
+    ) -> Page[Event]:
+        filters = ("events", query)
+        size = paging.page_size(page_size)
+        before = paging.decode_token(page_token, filters)
+        rows = await self._store.list_events(query, before_id=before, limit=size + 1)
+        items = tuple(rows[:size])
+        token = paging.encode_token(items[-1].id, filters) if len(rows) > size else ""
+        return Page(items=items, next_token=token)
