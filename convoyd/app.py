@@ -126,6 +126,8 @@ class App:
                 max_in_flight=delivery.max_in_flight,
                 max_concurrency_per_endpoint=delivery.max_concurrency_per_endpoint,
                 retry_after_cap=delivery.retry_after_cap,
+                breaker=settings.breaker,
+                inactive_after_trips=delivery.inactive_after_trips,
             ),
             change_status=self.endpoints.change_status,
         )

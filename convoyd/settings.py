@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from convoyd.core.breaker import BreakerConfig
 from convoyd.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/convoyd/convoyd.toml")
@@ -86,6 +87,9 @@ class DeliverySettings:
     """Seconds during which an idempotency key returns the original event."""
     retry_after_cap: float = 3600.0
     """Longest Retry-After (429/503) honoured, in seconds."""
+    inactive_after_trips: int = 5
+    """An endpoint whose circuit breaker opened this many times in a row without a success in
+    between becomes INACTIVE (DESIGN §3)."""
 
     def __post_init__(self) -> None:
         for cidr in self.allow_cidrs:
@@ -105,6 +109,8 @@ class DeliverySettings:
             raise ConfigError("delivery.idempotency_window must be between 0 and 30 days")
         if not 0 <= self.retry_after_cap <= 86400:
             raise ConfigError("delivery.retry_after_cap must be between 0 and 86400 seconds")
+        if not 1 <= self.inactive_after_trips <= 1000:
+            raise ConfigError("delivery.inactive_after_trips must be between 1 and 1000")
 
 
 def _default_data_dir() -> Path:
@@ -134,6 +140,8 @@ class Settings:
     """Seconds in-flight work gets to finish on SIGTERM."""
     tls: TlsSettings = field(default_factory=TlsSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    """Every endpoint's circuit breaker ([breaker] section, CONVOYD_BREAKER_* variables)."""
 
     def __post_init__(self) -> None:
         for name in ("grpc_listen", "http_listen"):
@@ -155,7 +163,11 @@ class Settings:
             )
 
 
-_SECTIONS: dict[str, type[Any]] = {"tls": TlsSettings, "delivery": DeliverySettings}
+_SECTIONS: dict[str, type[Any]] = {
+    "tls": TlsSettings,
+    "delivery": DeliverySettings,
+    "breaker": BreakerConfig,
+}
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

@@ -235,3 +235,14 @@ class EndpointStatusChange:
     status: EndpointStatus
     reason: str
     changed_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerStatus:
+    """An endpoint's circuit breaker as the engine sees it now (GetEndpoint, the portal)."""
+
+    state: str  # closed, open, half_open
+    failure_rate: float
+    window_attempts: int
+    consecutive_trips: int
+    next_probe_at: float | None

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from convoyd import __version__
 from convoyd.core import signing
+from convoyd.core.breaker import BreakerConfig
 from convoyd.core.lifecycle import after_attempt
 from convoyd.core.model import (
     Attempt,
@@ -73,6 +74,9 @@ class EngineConfig:
     retry_after_cap: float = 3600.0
     sweep_interval: float = 5.0
     """How often retries due later than the timer horizon are loaded from the store."""
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    inactive_after_trips: int = 5
+    """Breaker openings in a row (no success between) that make an endpoint INACTIVE."""
 
 
 class Lane:
