@@ -212,7 +212,7 @@ class App:
             ],
         )
         endpoint_pb2_grpc.add_EndpointServiceServicer_to_server(
-            EndpointService(self.endpoints, self.clock), server
+            EndpointService(self.endpoints, self.clock, self.engine.breaker_status), server
         )
         event_pb2_grpc.add_EventServiceServicer_to_server(EventService(self.events), server)
         delivery_pb2_grpc.add_DeliveryServiceServicer_to_server(

@@ -11,6 +11,7 @@ from convoyd.core.model import (
     ApiKeyAuth,
     Attempt,
     AttemptResult,
+    BreakerStatus,
     Delivery,
     DeliveryStatus,
     Endpoint,
@@ -236,7 +237,32 @@ def secret_to_pb(secret: Secret, *, with_value: bool) -> pb.EndpointSecret:
     return out
 
 
-def endpoint_to_pb(ep: Endpoint, *, now: float, with_secret_values: bool = False) -> pb.Endpoint:
+BREAKER_STATE_TO_PB = {
+    "closed": pb.CIRCUIT_BREAKER_STATE_CLOSED,
+    "open": pb.CIRCUIT_BREAKER_STATE_OPEN,
+    "half_open": pb.CIRCUIT_BREAKER_STATE_HALF_OPEN,
+}
+
+
+def breaker_to_pb(status: BreakerStatus) -> pb.CircuitBreakerStatus:
+    msg = pb.CircuitBreakerStatus(
+        state=BREAKER_STATE_TO_PB[status.state],
+        failure_rate=status.failure_rate,
+        window_attempts=status.window_attempts,
+        consecutive_trips=status.consecutive_trips,
+    )
+    if status.next_probe_at is not None:
+        msg.next_probe_at.CopyFrom(timestamp(status.next_probe_at))
+    return msg
+
+
+def endpoint_to_pb(
+    ep: Endpoint,
+    *,
+    now: float,
+    with_secret_values: bool = False,
+    breaker: BreakerStatus | None = None,
+) -> pb.Endpoint:
     spec = ep.spec
     msg = pb.Endpoint(
         id=ep.id,
@@ -269,6 +295,8 @@ def endpoint_to_pb(ep: Endpoint, *, now: float, with_secret_values: bool = False
     if spec.auth is not None:
         msg.authentication.api_key.header_name = spec.auth.header_name
         msg.authentication.api_key.header_value = MASK
+    if breaker is not None:
+        msg.circuit_breaker.CopyFrom(breaker_to_pb(breaker))
     return msg
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from convoyd.control import convert
 from convoyd.control.status import handles_errors
+from convoyd.core.model import BreakerStatus, Endpoint
 from convoyd.core.states import Trigger
 from convoyd.errors import ValidationError
 from convoyd.service.endpoints import EndpointManager
@@ -18,13 +19,22 @@ Context = Any
 
 
 class EndpointService(endpoint_pb2_grpc.EndpointServiceServicer):
-    def __init__(self, manager: EndpointManager, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        manager: EndpointManager,
+        clock: Callable[[], float],
+        breaker_status: Callable[[str], BreakerStatus | None] = lambda _: None,
+    ) -> None:
         self._manager = manager
         self._clock = clock
+        self._breaker_status = breaker_status
 
-    def _out(self, endpoint: Any, *, with_secret_values: bool = False) -> pb.Endpoint:
+    def _out(self, endpoint: Endpoint, *, with_secret_values: bool = False) -> pb.Endpoint:
         return convert.endpoint_to_pb(
-            endpoint, now=self._clock(), with_secret_values=with_secret_values
+            endpoint,
+            now=self._clock(),
+            with_secret_values=with_secret_values,
+            breaker=self._breaker_status(endpoint.id),
         )
 
     @handles_errors

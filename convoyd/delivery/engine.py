@@ -23,11 +23,12 @@ from typing import Protocol
 
 from convoyd import __version__
 from convoyd.core import signing
-from convoyd.core.breaker import BreakerConfig
+from convoyd.core.breaker import Breaker, BreakerConfig, BreakerState
 from convoyd.core.lifecycle import after_attempt
 from convoyd.core.model import (
     Attempt,
     AttemptResult,
+    BreakerStatus,
     Delivery,
     DeliveryStatus,
     Endpoint,
@@ -35,6 +36,7 @@ from convoyd.core.model import (
     RetryPolicy,
 )
 from convoyd.core.outcome import ErrorKind, Verdict, classify
+from convoyd.core.ratelimit import SlidingWindowLimiter
 from convoyd.core.request import build_headers, redact
 from convoyd.core.states import Trigger
 from convoyd.delivery.payloads import PayloadCache
@@ -46,6 +48,8 @@ from convoyd.store.base import AttemptRecord, IngestWrite, Payload, Store
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"convoyd/{__version__}"
+# Entering these states starts the endpoint's breaker afresh.
+_FRESH_START = frozenset({EndpointStatus.ACTIVE, EndpointStatus.PENDING})
 RESULT_OF = {
     ErrorKind.TIMEOUT: AttemptResult.TIMEOUT,
     ErrorKind.NETWORK: AttemptResult.NETWORK_ERROR,
@@ -79,18 +83,45 @@ class EngineConfig:
     """Breaker openings in a row (no success between) that make an endpoint INACTIVE."""
 
 
+# Added to every rate-limit window: requests leave convoyd in order, but network jitter can
+# bring an early one in late; a slightly longer window keeps the receiver's view within the limit.
+RATE_WINDOW_GUARD = 1.05
+
+
+def _limiter(endpoint: Endpoint) -> SlidingWindowLimiter | None:
+    spec = endpoint.spec
+    if spec.rate_limit <= 0:
+        return None
+    return SlidingWindowLimiter(spec.rate_limit, spec.rate_limit_duration * RATE_WINDOW_GUARD)
+
+
 class Lane:
-    """One endpoint's queue of due deliveries and what is in flight to it."""
+    """One endpoint's queue of due deliveries, what is in flight to it, and its health."""
 
-    __slots__ = ("endpoint", "in_flight", "keys", "keys_until", "queue", "waiting")
+    __slots__ = (
+        "breaker",
+        "endpoint",
+        "in_flight",
+        "keys",
+        "keys_until",
+        "limiter",
+        "queue",
+        "waiting",
+        "wake",
+    )
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, breaker: BreakerConfig) -> None:
         self.endpoint = endpoint
         self.queue: deque[Delivery] = deque()
         self.in_flight = 0
         self.waiting = False  # in the engine's ready ring
         self.keys: list[bytes] = []
         self.keys_until = -1.0  # signing keys are valid until this time (a secret expires)
+        self.breaker = Breaker(breaker)
+        self.limiter = _limiter(endpoint)
+        self.wake: asyncio.TimerHandle | None = (
+            None  # wakes the lane when its breaker or limit allow
+        )
 
     def signing_keys(self, now: float) -> list[bytes]:
         if now >= self.keys_until:
@@ -142,7 +173,7 @@ class Engine:
 
     async def start(self, endpoints: Iterable[Endpoint]) -> None:
         for endpoint in endpoints:
-            self._lanes[endpoint.id] = Lane(endpoint)
+            self._lanes[endpoint.id] = Lane(endpoint, self.config.breaker)
         now = self._clock()
         self._swept_until = now + 2 * self.config.sweep_interval
         # Everything pending, including what a crash left PROCESSING: sent again (at-least-once).
@@ -214,15 +245,39 @@ class Engine:
     def endpoint_changed(self, endpoint: Endpoint) -> None:
         lane = self._lanes.get(endpoint.id)
         if lane is None:
-            self._lanes[endpoint.id] = Lane(endpoint)
+            self._lanes[endpoint.id] = Lane(endpoint, self.config.breaker)
             return
-        lane.endpoint = endpoint
+        previous, lane.endpoint = lane.endpoint, endpoint
         lane.keys_until = -1.0
+        if endpoint.status is not previous.status and endpoint.status in _FRESH_START:
+            # Back to ACTIVE (resumed, activated, probe succeeded) or probing: judge the
+            # endpoint afresh instead of by the failures that made it inactive.
+            lane.breaker = Breaker(self.config.breaker)
+        spec, old = endpoint.spec, previous.spec
+        if (spec.rate_limit, spec.rate_limit_duration) != (old.rate_limit, old.rate_limit_duration):
+            lane.limiter = _limiter(endpoint)
         self._mark_ready(lane)
+
+    def breaker_status(self, endpoint_id: str) -> BreakerStatus | None:
+        """The endpoint's breaker now; None when the engine has no lane for it."""
+        lane = self._lanes.get(endpoint_id)
+        if lane is None:
+            return None
+        now = self._clock()
+        breaker = lane.breaker
+        return BreakerStatus(
+            state=breaker.state.value,
+            failure_rate=breaker.failure_rate(now),
+            window_attempts=breaker.window_attempts(now),
+            consecutive_trips=breaker.consecutive_trips,
+            next_probe_at=breaker.next_probe_at if breaker.state is BreakerState.OPEN else None,
+        )
 
     def endpoint_deleted(self, endpoint_id: str) -> None:
         lane = self._lanes.pop(endpoint_id, None)
         if lane is not None:
+            if lane.wake is not None:
+                lane.wake.cancel()
             for d in lane.queue:
                 self._tracked.discard(d.id)
             lane.queue.clear()
@@ -241,17 +296,54 @@ class Engine:
         return lane.endpoint.spec.max_concurrency or self.config.max_concurrency_per_endpoint
 
     def _can_send(self, lane: Lane) -> bool:
+        """Whether the lane may start an attempt now, without changing any state."""
         if not lane.queue:
             return False
         status = lane.endpoint.status
-        if status is EndpointStatus.ACTIVE:
-            return lane.in_flight < self._limit(lane)
-        # PENDING: only the retried delivery goes out, alone; the rest stay held (DESIGN §3).
-        return (
-            status is EndpointStatus.PENDING
-            and lane.in_flight == 0
-            and any(d.attempt_limit is not None for d in lane.queue)
-        )
+        if status is EndpointStatus.PENDING:
+            # Only the retried delivery goes out, alone; the rest stay held (DESIGN §3).
+            return lane.in_flight == 0 and any(d.attempt_limit is not None for d in lane.queue)
+        if status is not EndpointStatus.ACTIVE or lane.in_flight >= self._limit(lane):
+            return False
+        now = self._clock()
+        breaker = lane.breaker
+        if breaker.state is BreakerState.OPEN:
+            probe_at = breaker.next_probe_at or now
+            if now < probe_at:
+                self._wake_at(lane, probe_at)
+                return False
+        elif breaker.state is BreakerState.HALF_OPEN and breaker.probe_in_flight:
+            return False
+        limiter = lane.limiter
+        if limiter is not None and limiter.in_window(now) >= limiter.limit:
+            wait = limiter.acquire(now)  # denied: records nothing, says how long to wait
+            self._wake_at(lane, now + wait)
+            return False
+        return True
+
+    def _wake_at(self, lane: Lane, when: float) -> None:
+        """Reconsiders the lane at ``when`` (its breaker cooldown ends or its rate allows)."""
+        if lane.wake is not None:
+            return
+        delay = max(0.0, when - self._clock())
+
+        def wake() -> None:
+            lane.wake = None
+            self._mark_ready(lane)
+
+        lane.wake = asyncio.get_running_loop().call_later(delay, wake)
+
+    def _admit_attempt(self, lane: Lane) -> bool:
+        """Takes the breaker's and the limiter's permission for one attempt (after _can_send)."""
+        if lane.endpoint.status is EndpointStatus.PENDING:
+            return True
+        now = self._clock()
+        if not lane.breaker.allow(now):
+            return False
+        if lane.limiter is not None and lane.limiter.acquire(now) > 0:
+            lane.breaker.release(now)
+            return False
+        return True
 
     @staticmethod
     def _take(lane: Lane) -> Delivery:
@@ -295,7 +387,7 @@ class Engine:
             while self._ready and self._in_flight < self.config.max_in_flight and not self._closing:
                 lane = self._ready.popleft()
                 lane.waiting = False
-                if not self._can_send(lane):
+                if not self._can_send(lane) or not self._admit_attempt(lane):
                     continue
                 d = self._take(lane)
                 lane.in_flight += 1
@@ -407,20 +499,41 @@ class Engine:
             rng=self._rng,
         )
         self._recorder.record(AttemptRecord(attempt=attempt, delivery=after))
+        ok = outcome.verdict is Verdict.SUCCESS
         trigger = None
+        reason = f"delivery {d.id}: {outcome.reason}"
         if outcome.verdict is Verdict.GONE:
             trigger = Trigger.GONE
         elif endpoint.status is EndpointStatus.PENDING and d.attempt_limit is not None:
-            ok = outcome.verdict is Verdict.SUCCESS
             trigger = Trigger.PROBE_SUCCEEDED if ok else Trigger.PROBE_FAILED
+        elif endpoint.status is EndpointStatus.ACTIVE:
+            trigger, reason = self._judge(lane, ok, end, reason)
         if trigger is not None and self._change_status is not None:
-            reason = f"delivery {d.id}: {outcome.reason}"
             self._spawn(self._change_status(endpoint.id, trigger, reason))
         due = after.next_attempt_at
         if after.status is DeliveryStatus.RETRY and due is not None and due <= self._swept_until:
             self._push_timer(due, after)  # near: a timer; further ahead: the sweep loads it
             return
         self._tracked.discard(d.id)
+
+    def _judge(self, lane: Lane, ok: bool, now: float, reason: str) -> tuple[Trigger | None, str]:
+        """Feeds one result to the breaker; the endpoint is FAILING after N trips in a row."""
+        transition = lane.breaker.record(ok, now)
+        if transition is None:
+            return None, reason
+        log.info(
+            "circuit breaker %s",
+            transition.to.value,
+            extra={"endpoint_id": lane.endpoint.id, "reason": transition.reason},
+        )
+        if transition.to is BreakerState.OPEN:
+            self._wake_at(lane, lane.breaker.next_probe_at or now)
+            trips = lane.breaker.consecutive_trips
+            if trips >= self.config.inactive_after_trips:
+                return Trigger.FAILING, (
+                    f"circuit breaker opened {trips} times in a row ({transition.reason})"
+                )
+        return None, reason
 
     def _spawn(self, awaitable: Awaitable[object]) -> None:
         task = asyncio.ensure_future(self._quietly(awaitable))
