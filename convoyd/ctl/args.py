@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -57,6 +60,51 @@ def header(text: str) -> tuple[str, str]:
     return (name.strip(), value.strip())
 
 
+def header_flag(parser: argparse.ArgumentParser, help: str) -> None:
+    """--header 'NAME: VALUE', repeatable, into ``args.headers`` as (name, value) pairs."""
+    repeated: dict[str, Any] = {"action": "append", "dest": "headers", "type": header}
+    parser.add_argument("--header", metavar="'NAME: VALUE'", help=help, **repeated)
+
+
+def header_map(pairs: Sequence[tuple[str, str]] | None) -> dict[str, str]:
+    """--header pairs as a map; the empty pair of ``--header ''`` adds nothing."""
+    return {name: value for name, value in pairs or () if name}
+
+
 def id_arg(parser: argparse.ArgumentParser) -> None:
     """The positional resource id most commands take."""
     parser.add_argument("id", metavar="ID")
+
+
+def moment(text: str, *, now: datetime | None = None) -> datetime:
+    """ISO 8601 ('2024-05-01', '2024-05-01T12:00:00+02:00'; no offset means UTC), or a time
+    ago: '30m', '1h', '2d' (also '1h ago'); ``now`` defaults to the current time."""
+    relative = text.strip().removesuffix("ago").strip()
+    if re.fullmatch(r"(\d+(\.\d*)?|\.\d+)\s*(ms|s|m|h|d)", relative):
+        return (now or datetime.now(UTC)) - timedelta(seconds=seconds(relative))
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (e.g. 2024-05-01T12:00:00Z, or 30m, 1h, 2d ago)"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def time_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    """--since and --until (``args.since``, ``args.until``: aware datetimes or None)."""
+    for flag, side in (("--since", "at or after"), ("--until", "before")):
+        parser.add_argument(
+            flag,
+            type=moment,
+            metavar="TIME",
+            help=f"{what} created {side} TIME: ISO 8601 (UTC unless given) or 30m, 1h, 2d ago",
+        )
+
+
+def paging_flags(parser: argparse.ArgumentParser) -> None:
+    """--page-size, --page-token and --all, for ``render.Output.pages``."""
+    add = parser.add_argument
+    add("--page-size", type=count, default=0, metavar="N", help="default 50, at most 1000")
+    add("--page-token", default="", metavar="TOKEN", help="continue a listing")
+    add("--all", action="store_true", dest="all_pages", help="follow every page")

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 
 from convoyd.client import Client, ConvoydClientError, UnavailableError
-from convoyd.ctl import endpoints
+from convoyd.ctl import deliveries, endpoints, events
 from convoyd.ctl.args import UsageError
 from convoyd.ctl.registry import CommandSet, Runner
 from convoyd.ctl.render import Output
@@ -38,7 +38,12 @@ async def health(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 # Every command set convoyctl offers; a new resource adds its module here.
-COMMAND_SETS: list[CommandSet] = [TOP, endpoints.COMMANDS]
+COMMAND_SETS: list[CommandSet] = [
+    TOP,
+    endpoints.COMMANDS,
+    events.COMMANDS,
+    deliveries.COMMANDS,
+]
 
 
 # (flag, argparse keywords) of the options every command takes.

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any, TextIO, cast
+from typing import Any, TextIO, TypeVar, cast
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 _LEAF_MESSAGES = ("google.protobuf.Timestamp", "google.protobuf.Duration")
+
+Page = TypeVar("Page", bound=Message)
 
 
 def enum_label(enum: EnumDescriptor, number: int) -> str:
@@ -37,6 +39,14 @@ def render_bytes(data: bytes) -> str:
         return json.dumps(json.loads(text), ensure_ascii=False)
     except ValueError:
         return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def pretty_json(data: bytes) -> str:
+    """A JSON payload indented for reading; anything else as ``render_bytes`` shows it."""
+    try:
+        return json.dumps(json.loads(data.decode("utf-8")), indent=2, ensure_ascii=False)
+    except ValueError:  # UnicodeDecodeError is a ValueError too
+        return render_bytes(data)
 
 
 def render_value(field: FieldDescriptor, value: Any) -> str:
@@ -142,6 +152,33 @@ class Output:
             return
         rows = [[get(m) for _, get in columns] for m in msgs]
         print(format_table([title for title, _ in columns], rows), file=self.out)
+
+    async def pages(
+        self,
+        fetch: Callable[[str], Awaitable[Page]],
+        items: Callable[[Page], Iterable[Message]],
+        columns: Sequence[Column],
+        *,
+        page_token: str = "",
+        follow: bool = False,
+    ) -> None:
+        """One listing of the page at ``page_token`` (``follow``: of it and every later page);
+        a note tells how to continue when more is left."""
+        found: list[Message] = []
+        while True:
+            page = await fetch(page_token)
+            found.extend(items(page))
+            page_token = cast(str, getattr(page, "next_page_token", ""))
+            if not (follow and page_token):
+                break
+        self.listing(found, columns)
+        if page_token:
+            self.note(f"more: --page-token {page_token} (or --all)")
+
+    def stream(self, text: str, msg: Message) -> None:
+        """One line of a live feed (``msg`` as compact JSON), flushed at once for pipes."""
+        line = json.dumps(to_dict(msg), separators=(",", ":")) if self.as_json else text
+        print(line, file=self.out, flush=True)
 
     def result(self, text: str, data: Any) -> None:
         """A result that is no resource: ``text`` for people, ``data`` as JSON."""
