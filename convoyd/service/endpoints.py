@@ -216,7 +216,9 @@ class EndpointManager:
         def change(current: Endpoint) -> Endpoint:
             if secret:
                 validate_secret(current.spec.signature.scheme, secret)
-            live = [
+            # The current secrets now expire at old_expiry at the latest; those that are already
+            # past it (lifetime 0) are dropped here and never sign again.
+            kept = [
                 dataclasses.replace(
                     s,
                     expires_at=old_expiry
@@ -225,14 +227,14 @@ class EndpointManager:
                 )
                 for s in current.live_secrets(now)
             ]
+            live = [s for s in kept if s.is_live(now)]
             if len(live) + 1 > MAX_LIVE_SECRETS:
                 raise ResourceExhaustedError(
                     f"the endpoint has {len(live)} live secrets, the most allowed is"
                     f" {MAX_LIVE_SECRETS} including the new one; rotate with a shorter"
                     " old_secret_lifetime or wait for one to expire"
                 )
-            # Expired secrets are dropped here; they are never used even before this runs.
-            secrets = (new, *(s for s in live if s.is_live(now)))
+            secrets = (new, *live)
             return dataclasses.replace(current, secrets=secrets, updated_at=now)
 
         endpoint = await self._store.modify_endpoint(endpoint_id, change)

@@ -1,0 +1,51 @@
+"""A convoyd webhook receiver: verifies the signature, answers 204, ignores redeliveries.
+
+pip install convoyd aiohttp
+CONVOYD_WEBHOOK_SECRETS="whsec_old,whsec_new" HOST=0.0.0.0 PORT=8000 python receiver.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from convoyd import webhooks
+
+REMEMBERED_IDS = 100_000  # in memory only: keep processed webhook-ids in your database instead
+
+
+def handle(event: Any) -> None:
+    print("received", event, flush=True)  # your business logic goes here
+
+
+def make_app(secrets: list[str], process: Callable[[Any], None] = handle) -> web.Application:
+    seen: dict[str, None] = {}  # webhook-ids already processed, oldest first
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()  # the raw bytes: never re-serialised JSON
+        try:
+            # Passes when ANY secret matches: list the old and the new one during a rotation.
+            webhooks.verify(body, request.headers, secrets)
+        except webhooks.WebhookVerificationError:
+            return web.Response(status=400)
+        msg_id = request.headers["webhook-id"]
+        if msg_id not in seen:  # delivery is at least once: a retry repeats the webhook-id
+            process(json.loads(body))
+            seen[msg_id] = None
+            if len(seen) > REMEMBERED_IDS:
+                del seen[next(iter(seen))]
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/webhooks", receive)
+    return app
+
+
+if __name__ == "__main__":
+    secrets = [s.strip() for s in os.environ["CONVOYD_WEBHOOK_SECRETS"].split(",") if s.strip()]
+    host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
+    web.run_app(make_app(secrets), host=host, port=port)

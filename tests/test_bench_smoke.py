@@ -1,0 +1,32 @@
+"""The benchmark harness in its tiny smoke mode: it must keep running (no figures are judged)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.e2e
+
+
+def test_every_scenario_runs_and_reports(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--smoke", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    for scenario in ("ingest", "a_throughput", "latency", "b_fan_out", "c_isolation", "d_drain"):
+        assert figures[scenario]["peak_rss_mb"] > 0, scenario
+    assert figures["yardstick"]["per_second"] > 0
+    assert figures["d_drain"]["delivered_per_s"] > 0
