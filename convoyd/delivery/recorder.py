@@ -21,10 +21,12 @@ Listener = Callable[[list[Delivery]], None]
 
 
 class Recorder:
-    def __init__(self, store: Store, *, max_batch: int = 2000) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
-        self._max_batch = max_batch
         self._buffer: list[AttemptRecord] = []
+        # Where a not-yet-written PROCESSING record of a delivery sits in the buffer: when the
+        # outcome follows before the write, it takes that place and PROCESSING is never written.
+        self._processing: dict[str, int] = {}
         self._has_items = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Listener] = []
@@ -38,6 +40,14 @@ class Recorder:
         self._task = asyncio.create_task(self._run(), name="convoyd-recorder")
 
     def record(self, item: AttemptRecord) -> None:
+        delivery_id = item.delivery.id
+        if item.attempt is None:
+            self._processing[delivery_id] = len(self._buffer)
+        else:
+            at = self._processing.pop(delivery_id, None)
+            if at is not None:
+                self._buffer[at] = item
+                return
         self._buffer.append(item)
         self._idle.clear()
         self._has_items.set()
@@ -58,7 +68,8 @@ class Recorder:
         while True:
             await self._has_items.wait()
             self._has_items.clear()
-            batch, self._buffer = self._buffer[: self._max_batch], self._buffer[self._max_batch :]
+            batch, self._buffer = self._buffer, []
+            self._processing.clear()
             try:
                 await self._store.record(batch)
             except Exception as exc:
@@ -66,6 +77,9 @@ class Recorder:
                 # is safe: the deliveries stay pending in the store and would be re-sent.
                 log.error("could not store %d delivery outcomes: %s", len(batch), exc)
                 self._buffer[:0] = batch
+                self._processing = {
+                    r.delivery.id: i for i, r in enumerate(self._buffer) if r.attempt is None
+                }
                 self._has_items.set()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)

@@ -32,9 +32,11 @@ DeliveryChange = Callable[[Delivery, Endpoint], tuple[Delivery, Endpoint]]
 class IngestReader(Protocol):
     """What the ingest rules may read inside the ingest transaction."""
 
-    def endpoints(self, ids: Sequence[str]) -> dict[str, Endpoint]: ...
+    def endpoints(self, ids: Sequence[str]) -> dict[str, Endpoint]:
+        """The endpoints that exist among ``ids`` (without their secrets)."""
 
-    def owner_endpoints(self, owner_id: str) -> list[Endpoint]: ...
+    def owner_endpoints(self, owner_id: str) -> list[Endpoint]:
+        """Every endpoint of the owner (without their secrets)."""
 
     def idempotent_event(self, key: str, since: float) -> tuple[Event, bytes] | None:
         """The newest event with this idempotency key created at or after ``since``, with

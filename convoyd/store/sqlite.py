@@ -420,19 +420,24 @@ class _IngestReader:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._owners: dict[str, list[Endpoint]] = {}
+        self._by_id: dict[str, Endpoint] = {}
 
     def _load(self, where: str, params: tuple[Any, ...]) -> list[Endpoint]:
+        # Routing needs status and event types only: secrets are not read here.
         rows = self._conn.execute(
             f"SELECT {codec.ENDPOINT_COLUMNS} FROM endpoints WHERE {where} ORDER BY id",  # noqa: S608 - constant clauses
             params,
         ).fetchall()
-        return [codec.endpoint_from_row(r, _load_secrets(self._conn, r[0])) for r in rows]
+        found = [codec.endpoint_from_row(r, ()) for r in rows]
+        self._by_id.update((e.id, e) for e in found)
+        return found
 
     def endpoints(self, ids: Sequence[str]) -> dict[str, Endpoint]:
-        if not ids:
-            return {}
-        found = self._load(f"id IN ({','.join('?' * len(ids))})", tuple(ids))
-        return {e.id: e for e in found}
+        # A batch usually names the same few endpoints again and again: read each once.
+        missing = [i for i in ids if i not in self._by_id]
+        if missing:
+            self._load(f"id IN ({','.join('?' * len(missing))})", tuple(missing))
+        return {i: self._by_id[i] for i in ids if i in self._by_id}
 
     def owner_endpoints(self, owner_id: str) -> list[Endpoint]:
         # A batch often fans many events out to one owner: read its endpoints once.

@@ -312,7 +312,9 @@ async def test_watch_streams_status_changes(client: Client, receivers: Make) -> 
     await asyncio.sleep(0.2)  # the stream is open
     await client.create_event(event_type="t", data={}, endpoint_ids=[ep.id])
     await asyncio.wait_for(consumer, 10)
-    assert seen[-2:] == [dpb.DELIVERY_STATUS_PROCESSING, dpb.DELIVERY_STATUS_SUCCESS]
+    # PROCESSING is shown when it was committed before the outcome (not for a fast answer).
+    assert seen[-1] == dpb.DELIVERY_STATUS_SUCCESS
+    assert set(seen) <= {dpb.DELIVERY_STATUS_PROCESSING, dpb.DELIVERY_STATUS_SUCCESS}
 
 
 async def test_batch_retry_counts_then_resends(
