@@ -5,13 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BUF := tools/node_modules/.bin/buf
 NODE_STAMP := tools/node_modules/.installed-stamp
+NODE_CLIENT_STAMP := clients/node/node_modules/.installed-stamp
 
-.PHONY: run test lint pytest gen check-gen proto-lint proto-breaking fmt clean
+.PHONY: run test lint pytest node-test gen check-gen proto-lint proto-breaking proto-dist fmt clean
 
 run: $(STAMP)
 	$(BIN)/convoyd serve
 
-test: lint pytest
+test: lint pytest node-test
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "convoyd needs Python >= 3.11 ($(PYTHON) is older)"; exit 1; }
@@ -22,6 +23,10 @@ $(STAMP): pyproject.toml
 
 $(NODE_STAMP): tools/package.json tools/package-lock.json
 	npm ci --prefix tools --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(NODE_CLIENT_STAMP): clients/node/package.json clients/node/package-lock.json
+	npm ci --prefix clients/node --no-audit --no-fund --loglevel=error
 	touch $@
 
 gen: $(STAMP)
@@ -48,9 +53,21 @@ lint: $(STAMP) check-gen proto-lint proto-breaking
 pytest: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest
 
+# The Node.js client's own tests; its integration test starts the real daemon with this venv.
+node-test: $(STAMP) $(NODE_CLIENT_STAMP)
+	CONVOYD_PYTHON=$(abspath $(BIN))/python npm test --prefix clients/node
+
+# The contract for other languages: the .proto files (convoyd/v1/ layout kept) and a
+# FileDescriptorSet with every import, for protoc/buf plugins and dynamic clients.
+proto-dist: $(NODE_STAMP)
+	rm -rf dist/proto dist/convoyd.binpb
+	mkdir -p dist/proto/convoyd/v1
+	cp proto/convoyd/v1/*.proto dist/proto/convoyd/v1/
+	$(BUF) build proto -o dist/convoyd.binpb
+
 fmt: $(STAMP)
 	$(BIN)/ruff format convoyd tests scripts
 	$(BIN)/ruff check --fix convoyd tests scripts
 
 clean:
-	rm -rf $(VENV) tools/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) tools/node_modules clients/node/node_modules dist .pytest_cache .mypy_cache .ruff_cache
