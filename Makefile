@@ -5,9 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BUF := tools/node_modules/.bin/buf
 NODE_STAMP := tools/node_modules/.installed-stamp
+SYSTEMD_STAMP := $(VENV)/.systemd-tools-stamp
 NODE_CLIENT_STAMP := clients/node/node_modules/.installed-stamp
+CHROMIUM_STAMP := $(VENV)/.chromium-stamp
 
-.PHONY: run test lint pytest node-test gen check-gen proto-lint proto-breaking proto-dist fmt clean
+.PHONY: run test lint pytest node-test bench soak gen check-gen proto-lint proto-breaking proto-dist fmt clean
 
 run: $(STAMP)
 	$(BIN)/convoyd serve
@@ -29,6 +31,17 @@ $(NODE_CLIENT_STAMP): clients/node/package.json clients/node/package-lock.json
 	npm ci --prefix clients/node --no-audit --no-fund --loglevel=error
 	touch $@
 
+# systemd-analyze (Debian's systemd package) checks the unit file in tests/e2e/test_systemd.py.
+$(SYSTEMD_STAMP): $(STAMP)
+	command -v systemd-analyze >/dev/null || (apt-get update && apt-get install -y --no-install-recommends systemd)
+	touch $@
+
+# Debian's Chromium for tests/portal/test_portal_browser.py (Playwright drives it by path;
+# `playwright install` would download a browser build, which this network cannot).
+$(CHROMIUM_STAMP): $(STAMP)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+	touch $@
+
 gen: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py
 
@@ -46,11 +59,11 @@ proto-breaking: $(NODE_STAMP)
 	else echo "proto-breaking: branch main has no proto/ yet; nothing to compare"; fi
 
 lint: $(STAMP) check-gen proto-lint proto-breaking
-	$(BIN)/ruff check convoyd tests scripts
-	$(BIN)/ruff format --check convoyd tests scripts
+	$(BIN)/ruff check convoyd tests scripts benchmarks examples
+	$(BIN)/ruff format --check convoyd tests scripts benchmarks examples
 	$(BIN)/mypy
 
-pytest: $(STAMP) $(NODE_STAMP)
+pytest: $(STAMP) $(NODE_STAMP) $(SYSTEMD_STAMP) $(CHROMIUM_STAMP)
 	$(BIN)/pytest
 
 # The Node.js client's own tests; its integration test starts the real daemon with this venv.
@@ -65,9 +78,17 @@ proto-dist: $(NODE_STAMP)
 	cp proto/convoyd/v1/*.proto dist/proto/convoyd/v1/
 	$(BUF) build proto -o dist/convoyd.binpb
 
+# The benchmark of benchmarks/bench.py at full size (several minutes); figures in README.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py --out benchmarks/results/bench.json
+
+# The soak of benchmarks/soak.py for 10 minutes (make test runs it for one).
+soak: $(STAMP)
+	$(BIN)/python benchmarks/soak.py --seconds 600
+
 fmt: $(STAMP)
-	$(BIN)/ruff format convoyd tests scripts
-	$(BIN)/ruff check --fix convoyd tests scripts
+	$(BIN)/ruff format convoyd tests scripts benchmarks examples
+	$(BIN)/ruff check --fix convoyd tests scripts benchmarks examples
 
 clean:
 	rm -rf $(VENV) tools/node_modules clients/node/node_modules dist .pytest_cache .mypy_cache .ruff_cache

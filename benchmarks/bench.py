@@ -36,7 +36,9 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def receiver_stats(port: int, reset: bool = False) -> dict[str, Any]:
     path = "reset" if reset else "stats"
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/{path}", method="POST" if reset else "GET")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/{path}", method="POST" if reset else "GET"
+    )
     with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 - loopback only
         body = reply.read()
     return json.loads(body) if body else {}
@@ -88,6 +90,11 @@ class Daemon:
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONVOYD_")}
+        # BENCH_CONVOYD_X=... sets the daemon's CONVOYD_X, e.g.
+        # BENCH_CONVOYD_DELIVERY_SENDER_WORKERS=2.
+        env.update(
+            {k[len("BENCH_") :]: v for k, v in os.environ.items() if k.startswith("BENCH_CONVOYD_")}
+        )
         env.update(
             CONVOYD_DATA_DIR=str(self.data_dir),
             CONVOYD_GRPC_LISTEN="127.0.0.1:0",
@@ -127,8 +134,8 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_count(port: int, count: int, daemon: Daemon, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+async def wait_count(port: int, count: int, daemon: Daemon, within: float) -> dict[str, Any]:
+    deadline = time.monotonic() + within
     while True:
         stats = await asyncio.to_thread(receiver_stats, port)
         daemon.sample()
@@ -141,7 +148,9 @@ def payload(i: int) -> dict[str, Any]:
     return {"i": i, "t": time.time(), "type": "order.created", "pad": "x" * 200}
 
 
-async def offer(client: Client, rate: float, seconds: float, targets: dict[str, Any], batch: int = 10) -> int:
+async def offer(
+    client: Client, rate: float, seconds: float, targets: dict[str, Any], batch: int = 10
+) -> int:
     """Sends ``rate`` events/s for ``seconds`` in small batches, on a fixed schedule."""
     interval = batch / rate
     loop = asyncio.get_running_loop()
@@ -149,7 +158,10 @@ async def offer(client: Client, rate: float, seconds: float, targets: dict[str, 
     sent = 0
     tasks = []
     while loop.time() - start < seconds:
-        reqs = [event_request(event_type="order.created", data=payload(sent + j), **targets) for j in range(batch)]
+        reqs = [
+            event_request(event_type="order.created", data=payload(sent + j), **targets)
+            for j in range(batch)
+        ]
         tasks.append(asyncio.create_task(client.batch_create_events(reqs)))
         sent += batch
         next_at = start + (sent / batch) * interval
@@ -188,17 +200,25 @@ async def ingest(client: Client, receiver: int, daemon: Daemon, size: Size) -> d
     async def batches() -> None:
         nonlocal count
         while loop.time() < end:
-            reqs = [event_request(event_type="t", data=payload(count + j), endpoint_ids=[ep.id]) for j in range(500)]
+            reqs = [
+                event_request(event_type="t", data=payload(count + j), endpoint_ids=[ep.id])
+                for j in range(500)
+            ]
             await client.batch_create_events(reqs)
             count += 500
 
     await asyncio.gather(*(batches() for _ in range(4)))
-    return {"single_events_per_s": round(single), "batched_events_per_s": round(count / (loop.time() - start))}
+    return {
+        "single_events_per_s": round(single),
+        "batched_events_per_s": round(count / (loop.time() - start)),
+    }
 
 
 async def throughput(client: Client, receiver: int, daemon: Daemon, size: Size) -> dict[str, Any]:
     """(a) one endpoint, ingest as fast as the daemon takes it, delivered/s over the window."""
-    ep = await client.create_endpoint(pb.Endpoint(url=f"http://127.0.0.1:{receiver}/a", max_concurrency=128))
+    ep = await client.create_endpoint(
+        pb.Endpoint(url=f"http://127.0.0.1:{receiver}/a", max_concurrency=128)
+    )
     await asyncio.to_thread(receiver_stats, receiver, True)
     loop = asyncio.get_running_loop()
     stop = loop.time() + size.window + 5
@@ -211,7 +231,10 @@ async def throughput(client: Client, receiver: int, daemon: Daemon, size: Size) 
             if accepted - stats["count"] > 20_000:  # keep a backlog, not an ever-growing one
                 await asyncio.sleep(0.05)
                 continue
-            reqs = [event_request(event_type="t", data=payload(accepted + j), endpoint_ids=[ep.id]) for j in range(500)]
+            reqs = [
+                event_request(event_type="t", data=payload(accepted + j), endpoint_ids=[ep.id])
+                for j in range(500)
+            ]
             await client.batch_create_events(reqs)
             accepted += 500
 
@@ -238,16 +261,23 @@ async def latency(client: Client, receiver: int, daemon: Daemon, size: Size) -> 
     await asyncio.to_thread(receiver_stats, receiver, True)
     sent = await offer(client, size.latency_rate, size.latency_seconds, {"endpoint_ids": [ep.id]})
     stats = await wait_count(receiver, sent, daemon, 30)
-    return {"offered_per_s": size.latency_rate, **{k: round(stats[k], 2) for k in ("p50_ms", "p95_ms", "p99_ms")}}
+    return {
+        "offered_per_s": size.latency_rate,
+        **{k: round(stats[k], 2) for k in ("p50_ms", "p95_ms", "p99_ms")},
+    }
 
 
 async def fan_out(client: Client, receiver: int, daemon: Daemon, size: Size) -> dict[str, Any]:
     """(b) many endpoints of one owner; every event goes to all of them."""
     for i in range(size.fan_out_endpoints):
-        await client.create_endpoint(pb.Endpoint(url=f"http://127.0.0.1:{receiver}/fan/{i}", owner_id="fan"))
+        await client.create_endpoint(
+            pb.Endpoint(url=f"http://127.0.0.1:{receiver}/fan/{i}", owner_id="fan")
+        )
     await asyncio.to_thread(receiver_stats, receiver, True)
     t0 = time.monotonic()
-    sent = await offer(client, size.fan_out_rate, size.latency_seconds, {"owner_id": "fan"}, batch=1)
+    sent = await offer(
+        client, size.fan_out_rate, size.latency_seconds, {"owner_id": "fan"}, batch=1
+    )
     stats = await wait_count(receiver, sent * size.fan_out_endpoints, daemon, 120)
     return {
         "endpoints": size.fan_out_endpoints,
@@ -264,14 +294,21 @@ async def isolation(client: Client, receiver: int, daemon: Daemon, size: Size) -
 
     async def measure() -> dict[str, float]:
         await asyncio.to_thread(receiver_stats, receiver, True)
-        sent = await offer(client, size.isolation_rate, size.latency_seconds, {"endpoint_ids": [healthy.id]})
+        sent = await offer(
+            client, size.isolation_rate, size.latency_seconds, {"endpoint_ids": [healthy.id]}
+        )
         return await wait_count(receiver, sent, daemon, 30)
 
     alone = await measure()
     dead = await client.create_endpoint(pb.Endpoint(url=f"http://127.0.0.1:{closed_port()}/dead"))
     for start in range(0, size.dead_backlog, 500):
         n = min(500, size.dead_backlog - start)
-        await client.batch_create_events([event_request(event_type="t", data=payload(i), endpoint_ids=[dead.id]) for i in range(n)])
+        await client.batch_create_events(
+            [
+                event_request(event_type="t", data=payload(i), endpoint_ids=[dead.id])
+                for i in range(n)
+            ]
+        )
     beside = await measure()
     return {
         "dead_backlog": size.dead_backlog,
@@ -284,7 +321,9 @@ async def isolation(client: Client, receiver: int, daemon: Daemon, size: Size) -
 
 async def drain(client: Client, receiver: int, daemon: Daemon, size: Size) -> dict[str, Any]:
     """(d) a large backlog accepted while the endpoint is paused, then drained."""
-    ep = await client.create_endpoint(pb.Endpoint(url=f"http://127.0.0.1:{receiver}/d", max_concurrency=128))
+    ep = await client.create_endpoint(
+        pb.Endpoint(url=f"http://127.0.0.1:{receiver}/d", max_concurrency=128)
+    )
     # Paused endpoints discard new events, so build the backlog as RETRY-able work instead:
     # ingest while ACTIVE but with the receiver path answering nothing is not possible with a
     # fast receiver, so measure the drain of a backlog built faster than it is delivered.
@@ -293,7 +332,12 @@ async def drain(client: Client, receiver: int, daemon: Daemon, size: Size) -> di
     t0 = time.monotonic()
     for start in range(0, size.drain_backlog, 1000):
         n = min(1000, size.drain_backlog - start)
-        await client.batch_create_events([event_request(event_type="t", data=payload(start + i), endpoint_ids=[ep.id]) for i in range(n)])
+        await client.batch_create_events(
+            [
+                event_request(event_type="t", data=payload(start + i), endpoint_ids=[ep.id])
+                for i in range(n)
+            ]
+        )
         daemon.sample()
     ingested = time.monotonic() - t0
     stats = await wait_count(receiver, size.drain_backlog, daemon, 600)
@@ -337,14 +381,27 @@ SCENARIOS: dict[str, Callable[[Client, int, Daemon, Size], Awaitable[dict[str, A
 
 
 async def run_all(size: Size, only: list[str]) -> dict[str, Any]:
-    receiver = subprocess.Popen([PY, str(ROOT / "benchmarks" / "receiver.py")], stdout=subprocess.PIPE)
+    receiver = subprocess.Popen(
+        [PY, str(ROOT / "benchmarks" / "receiver.py")], stdout=subprocess.PIPE
+    )
     assert receiver.stdout is not None
     port = int(receiver.stdout.readline())
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    }
     try:
         yard = subprocess.run(
-            [PY, str(ROOT / "benchmarks" / "yardstick.py"), "--url", f"http://127.0.0.1:{port}/y", "--count", str(size.yardstick)],
-            capture_output=True, text=True, check=True,
+            [
+                PY,
+                str(ROOT / "benchmarks" / "yardstick.py"),
+                "--url",
+                f"http://127.0.0.1:{port}/y",
+                "--count",
+                str(size.yardstick),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         results["yardstick"] = json.loads(yard.stdout)
         for name in only:
@@ -365,7 +422,9 @@ async def run_all(size: Size, only: list[str]) -> dict[str, Any]:
         receiver.wait(10)
     a = results.get("a_throughput")
     if a:
-        results["ratio_to_yardstick"] = round(a["delivered_per_s"] / results["yardstick"]["per_second"], 2)
+        results["ratio_to_yardstick"] = round(
+            a["delivered_per_s"] / results["yardstick"]["per_second"], 2
+        )
     return results
 
 
@@ -380,7 +439,9 @@ def table(results: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds not minutes")
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="run only these")
     parser.add_argument("--out", type=Path, help="also write the JSON here")

@@ -74,7 +74,7 @@ class Receiver(asyncio.Protocol):
 
     def handle(self, request_line: bytes, body: bytes) -> None:
         assert self.transport is not None
-        method, path, _ = request_line.split(b" ", 2)
+        _, path, _ = request_line.split(b" ", 2)
         if path == b"/stats":
             payload = json.dumps(self.stats.summary()).encode()
             self.transport.write(

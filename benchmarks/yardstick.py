@@ -31,7 +31,10 @@ async def run(url: str, count: int, db: Path) -> dict[str, float]:
     conn.execute("CREATE TABLE a (id TEXT, d TEXT, status INT, at REAL)")
     key = b"k" * 32
     started = time.perf_counter()
-    rows = [(f"dl_{i:012d}", json.dumps({"i": i, "t": time.time()}).encode(), "scheduled", 0) for i in range(count)]
+    rows = [
+        (f"dl_{i:012d}", json.dumps({"i": i, "t": time.time()}).encode(), "scheduled", 0)
+        for i in range(count)
+    ]
     for start in range(0, count, 1000):
         conn.execute("BEGIN")
         conn.executemany("INSERT INTO d VALUES (?,?,?,?)", rows[start : start + 1000])
@@ -48,16 +51,28 @@ async def run(url: str, count: int, db: Path) -> dict[str, float]:
                 batch = done[:]
                 done.clear()
                 conn.execute("BEGIN")
-                conn.executemany("UPDATE d SET status='success', attempts=1 WHERE id=?", [(d,) for d, _, _ in batch])
-                conn.executemany("INSERT INTO a VALUES (?,?,?,?)", [(f"at_{d}", d, s, t) for d, s, t in batch])
+                conn.executemany(
+                    "UPDATE d SET status='success', attempts=1 WHERE id=?",
+                    [(d,) for d, _, _ in batch],
+                )
+                conn.executemany(
+                    "INSERT INTO a VALUES (?,?,?,?)", [(f"at_{d}", d, s, t) for d, s, t in batch]
+                )
                 conn.execute("COMMIT")
 
     async def worker(session: aiohttp.ClientSession) -> None:
         while not queue.empty():
             delivery_id, body = queue.get_nowait()
             ts = str(int(time.time()))
-            sig = base64.b64encode(hmac.new(key, f"{delivery_id}.{ts}.".encode() + body, hashlib.sha256).digest())
-            headers = {"webhook-id": delivery_id, "webhook-timestamp": ts, "webhook-signature": "v1," + sig.decode(), "Content-Type": "application/json"}
+            sig = base64.b64encode(
+                hmac.new(key, f"{delivery_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+            )
+            headers = {
+                "webhook-id": delivery_id,
+                "webhook-timestamp": ts,
+                "webhook-signature": "v1," + sig.decode(),
+                "Content-Type": "application/json",
+            }
             async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
                 await resp.read()
                 done.append((delivery_id, resp.status, time.time()))

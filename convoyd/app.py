@@ -17,24 +17,36 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
-from convoyd import __version__
+from convoyd import __version__, logs
 from convoyd.control.auth import AuthInterceptor, bootstrap_tokens
+from convoyd.control.decode import DecodeGuardInterceptor
 from convoyd.control.deliveries import DeliveryService
 from convoyd.control.endpoints import EndpointService
 from convoyd.control.events import EventService
+from convoyd.control.metrics import MetricsInterceptor
+from convoyd.control.portal import PortalService
 from convoyd.core.model import Endpoint, EndpointStatusChange
 from convoyd.delivery.engine import USER_AGENT, Engine, EngineConfig
 from convoyd.delivery.hub import WatchHub
 from convoyd.delivery.recorder import Recorder
 from convoyd.delivery.sender import Sender
+from convoyd.delivery.workers import WorkerPoolSender
 from convoyd.errors import ConvoydError
+from convoyd.metrics import Metrics
+from convoyd.portal.context import PortalServices
 from convoyd.portal.http import build_app
+from convoyd.portal.metrics import add_metrics_route
+from convoyd.portal.routes import enter_url
+from convoyd.reload import Certificates, effective, restart_only_changes
 from convoyd.service.deliveries import DeliveryManager
 from convoyd.service.endpoints import EndpointManager
 from convoyd.service.events import EventManager
-from convoyd.settings import Settings, split_host_port
+from convoyd.service.portal import PortalManager
+from convoyd.settings import Settings, sender_workers, split_host_port
 from convoyd.store.sqlite import SqliteStore
+from convoyd.systemd import Notifier, watchdog
 from convoyd.v1 import (
     delivery_pb2,
     delivery_pb2_grpc,
@@ -76,19 +88,12 @@ def prepare_data_dir(path: Path) -> None:
         raise StartupError(f"data_dir {path}: {exc.strerror or exc}") from None
 
 
-def _grpc_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    tls = settings.tls
-    if not tls.enabled:
+def _grpc_credentials(settings: Settings) -> tuple[grpc.ServerCredentials, Certificates] | None:
+    """TLS credentials whose certificates a reload can replace (None: no TLS)."""
+    if not settings.tls.enabled:
         return None
-    assert tls.cert_file is not None and tls.key_file is not None
-    try:
-        pair = (tls.key_file.read_bytes(), tls.cert_file.read_bytes())
-        ca = tls.client_ca_file.read_bytes() if tls.client_ca_file else None
-    except OSError as exc:
-        raise StartupError(f"tls: cannot read {exc.filename}: {exc.strerror}") from None
-    return grpc.ssl_server_credentials(
-        [pair], root_certificates=ca, require_client_auth=ca is not None
-    )
+    certificates = Certificates(settings.tls)
+    return certificates.credentials(), certificates
 
 
 class App:
@@ -100,17 +105,41 @@ class App:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        registry: CollectorRegistry | None = None,
+        notifier: Notifier | None = None,
+        reload_settings: Callable[[], Settings] | None = None,
     ) -> None:
+        """``registry``: where metrics go (a new one per App by default, never the global);
+        ``notifier``: systemd (from $NOTIFY_SOCKET by default); ``reload_settings``: reads the
+        configuration again for SIGHUP (None: reload keeps the settings as they are)."""
         self.settings = settings
+        self.metrics = Metrics(registry or CollectorRegistry())
+        self.notifier = notifier or Notifier.from_env()
+        self._reload_settings = reload_settings
+        self._reloading = asyncio.Lock()
+        self._certificates: Certificates | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self.metrics_runner: web.AppRunner | None = None
+        self.metrics_address = ""
         self.clock = clock
         self.rng = rng or random.SystemRandom()
         self.store = SqliteStore(settings.data_dir)
         self.health = health.aio.HealthServicer()  # grpc_health's asyncio servicer
         delivery = settings.delivery
-        self.sender = Sender(
-            allow_cidrs=delivery.allow_cidrs,
-            body_limit=delivery.response_body_limit,
-            user_agent=USER_AGENT,
+        workers = sender_workers(delivery.sender_workers)
+        self.sender: Sender | WorkerPoolSender = (
+            WorkerPoolSender(
+                workers=workers,
+                allow_cidrs=delivery.allow_cidrs,
+                body_limit=delivery.response_body_limit,
+                user_agent=USER_AGENT,
+            )
+            if workers
+            else Sender(
+                allow_cidrs=delivery.allow_cidrs,
+                body_limit=delivery.response_body_limit,
+                user_agent=USER_AGENT,
+            )
         )
         self.hub = WatchHub()
         self.recorder = Recorder(self.store)
@@ -130,7 +159,12 @@ class App:
                 inactive_after_trips=delivery.inactive_after_trips,
             ),
             change_status=self.endpoints.change_status,
+            metrics=self.metrics,
         )
+        self.metrics.observe_engine(
+            in_flight=lambda: self.engine.in_flight, breakers=self.engine.breaker_counts
+        )
+        self.metrics.observe_store(self.store.status_counts)
         self.endpoints.on_change.append(self._endpoint_changed)
         self.endpoints.on_delete.append(self.engine.endpoint_deleted)
         self.events = EventManager(
@@ -140,6 +174,7 @@ class App:
             max_payload_bytes=delivery.max_payload_bytes,
             idempotency_window=delivery.idempotency_window,
             on_accepted=self.engine.accepted,
+            metrics=self.metrics,
         )
         self.deliveries = DeliveryManager(
             self.store,
@@ -147,6 +182,12 @@ class App:
             self.hub,
             clock=clock,
             on_endpoint_change=self.endpoints.notify_changed,
+        )
+        self.portal_links = PortalManager(
+            self.store,
+            clock=clock,
+            rng=self.rng,
+            session_lifetime=settings.portal.session_lifetime,
         )
         self.grpc_server: grpc.aio.Server | None = None
         self.http_runner: web.AppRunner | None = None
@@ -185,6 +226,7 @@ class App:
             self._engine_started = True
             await self._start_grpc(AuthInterceptor(tokens))
             await self._start_http()
+            await self._start_metrics_http()
         except BaseException:
             await self.stop()
             raise
@@ -201,10 +243,27 @@ class App:
                 "data_dir": str(settings.data_dir),
             },
         )
+        # Migrations ran and every listener is up: systemd may start what depends on us.
+        self.notifier.ready(await self._status_line())
+        interval = self.notifier.watchdog_interval
+        if interval is not None:
+            self._watchdog = asyncio.create_task(
+                watchdog(self.notifier, interval, alive=lambda: self.engine.alive),
+                name="convoyd-watchdog",
+            )
+
+    async def _status_line(self) -> str:
+        try:
+            endpoints = sum((await self.store.status_counts()).endpoints.values())
+        except ConvoydError:
+            return "serving"
+        return f"serving; {endpoints} endpoints"
 
     async def _start_grpc(self, auth: AuthInterceptor) -> None:
         server = grpc.aio.server(
-            interceptors=[auth],
+            # Metrics first: it sees the handler auth chose, refusals included.
+            # Outermost first: malformed requests are answered INVALID_ARGUMENT by the guard.
+            interceptors=[DecodeGuardInterceptor(), MetricsInterceptor(self.metrics), auth],
             options=[
                 ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
                 ("grpc.max_send_message_length", MAX_GRPC_MESSAGE),
@@ -218,9 +277,11 @@ class App:
         delivery_pb2_grpc.add_DeliveryServiceServicer_to_server(
             DeliveryService(self.deliveries), server
         )
-        # PortalService answers UNIMPLEMENTED until the portal lands.
         portal_pb2_grpc.add_PortalServiceServicer_to_server(
-            portal_pb2_grpc.PortalServiceServicer(), server
+            PortalService(
+                self.portal_links, link_url=lambda token: enter_url(self.public_url(), token)
+            ),
+            server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -232,11 +293,13 @@ class App:
             server,
         )
         address = self.settings.grpc_listen
-        credentials = _grpc_credentials(self.settings)
+        tls = _grpc_credentials(self.settings)
+        if tls is not None:
+            self._certificates = tls[1]
         try:
             port = (
-                server.add_secure_port(address, credentials)
-                if credentials
+                server.add_secure_port(address, tls[0])
+                if tls
                 else server.add_insecure_port(address)
             )
         except RuntimeError:
@@ -252,7 +315,20 @@ class App:
 
     async def _start_http(self) -> None:
         host, port = split_host_port(self.settings.http_listen)
-        runner = web.AppRunner(build_app(lambda: self._serving), access_log=None)
+        portal = PortalServices(
+            links=self.portal_links,
+            endpoints=self.endpoints,
+            events=self.events,
+            deliveries=self.deliveries,
+            breaker_status=self.engine.breaker_status,
+            settings=self.settings.portal,
+            public_url=self.public_url,
+            clock=self.clock,
+        )
+        web_app = build_app(lambda: self._serving, portal)
+        if not self.settings.metrics_listen:
+            add_metrics_route(web_app, self.metrics)
+        runner = web.AppRunner(web_app, access_log=None)
         await runner.setup()
         self.http_runner = runner
         site = web.TCPSite(runner, host, port, reuse_address=False)
@@ -266,18 +342,49 @@ class App:
         bound = runner.addresses[0][1] if runner.addresses else port
         self.http_address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
 
+    async def _start_metrics_http(self) -> None:
+        """A listener of its own for /metrics when metrics_listen is set."""
+        if not self.settings.metrics_listen:
+            return
+        host, port = split_host_port(self.settings.metrics_listen)
+        web_app = web.Application()
+        add_metrics_route(web_app, self.metrics)
+        runner = web.AppRunner(web_app, access_log=None)
+        await runner.setup()
+        self.metrics_runner = runner
+        try:
+            await web.TCPSite(runner, host, port, reuse_address=False).start()
+        except OSError as exc:
+            raise StartupError(
+                f"metrics_listen {self.settings.metrics_listen}: cannot listen:"
+                f" {exc.strerror or exc}"
+            ) from None
+        bound = runner.addresses[0][1] if runner.addresses else port
+        self.metrics_address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
+
+    def public_url(self) -> str:
+        """Where browsers reach the portal: portal.public_url, else the HTTP listener."""
+        return self.settings.portal.base_url or f"http://{self.http_address}"
+
     def _write_run_file(self) -> None:
         path = self.settings.data_dir / RUN_FILE
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps({"pid": os.getpid(), "grpc": self.grpc_address, "http": self.http_address})
-        )
+        info = {"pid": os.getpid(), "grpc": self.grpc_address, "http": self.http_address}
+        if self.metrics_address:
+            info["metrics"] = self.metrics_address
+        tmp.write_text(json.dumps(info))
         tmp.replace(path)
 
     async def stop(self) -> None:
         """Health NOT_SERVING → stop accepting RPCs → drain the engine → close the HTTP session
-        and listener → close the store. What is not finished stays pending in the store."""
+        and listener → close the store. What is not finished stays pending in the store.
+
+        RPCs and attempts in flight share one shutdown_grace; what it cuts short is sent again
+        after the restart (at-least-once), so the unit's TimeoutStopSec only needs a margin."""
         self._serving = False
+        self.notifier.stopping(f"draining; {self.engine.in_flight} attempts in flight")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_grace
         with contextlib.suppress(Exception):
             await self.health.enter_graceful_shutdown()
         self.hub.close()
@@ -286,22 +393,74 @@ class App:
             self.grpc_server = None
         await self.deliveries.stop()
         if self._engine_started:
-            await self.engine.stop(self.settings.shutdown_grace)
+            await self.engine.stop(max(0.0, deadline - loop.time()))
             self._engine_started = False
         await self.recorder.stop()
         await self.sender.close()
         if self.http_runner is not None:
             await self.http_runner.cleanup()
             self.http_runner = None
+        if self.metrics_runner is not None:
+            await self.metrics_runner.cleanup()
+            self.metrics_runner = None
         await self.store.close()
         with contextlib.suppress(FileNotFoundError):
             (self.settings.data_dir / RUN_FILE).unlink()
+        if self._watchdog is not None:  # pinged through the drain; not after it
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+            self._watchdog = None
 
     def request_stop(self) -> None:
         self._stopped.set()
 
+    async def reload(self) -> bool:
+        """Reads the configuration again and applies what can change while serving (see
+        convoyd.reload); an invalid configuration changes nothing. True when applied."""
+        async with self._reloading:
+            self.notifier.reloading()
+            try:
+                applied = self._apply_reload()
+            except Exception:  # a bug, not a bad file: say so and keep serving
+                log.exception("reload failed")
+                applied = False
+            finally:
+                self.notifier.ready(await self._status_line())
+            return applied
+
+    def _apply_reload(self) -> bool:
+        old = self.settings
+        try:
+            loaded = self._reload_settings() if self._reload_settings is not None else old
+            restart = restart_only_changes(old, loaded)
+            new = effective(old, loaded)
+            certificates = Certificates.load(new.tls) if self._certificates is not None else None
+        except ConvoydError as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return False
+        logs.configure(new.log_level, new.log_format)
+        delivery = new.delivery
+        self.sender.set_allow_cidrs(delivery.allow_cidrs)
+        self.events.set_limits(
+            max_payload_bytes=delivery.max_payload_bytes,
+            idempotency_window=delivery.idempotency_window,
+        )
+        self.engine.set_limits(
+            max_in_flight=delivery.max_in_flight,
+            max_concurrency_per_endpoint=delivery.max_concurrency_per_endpoint,
+        )
+        if self._certificates is not None and certificates is not None:
+            self._certificates.replace(certificates)  # for connections from now on
+        self.settings = new
+        log.info(
+            "configuration reloaded",
+            extra={"needs_restart": ", ".join(restart)} if restart else {},
+        )
+        log.debug("reload applied", extra={"log_level": new.log_level})
+        return True
+
     async def run(self) -> None:
-        """Serves until SIGTERM or SIGINT; a second signal exits at once."""
+        """Serves until SIGTERM or SIGINT (a second one exits at once); SIGHUP reloads."""
         loop = asyncio.get_running_loop()
         signals = 0
 
@@ -314,8 +473,19 @@ class App:
             log.info("received %s: shutting down", signal.Signals(signum).name)
             self.request_stop()
 
+        reloads: set[asyncio.Task[bool]] = set()
+
+        def on_hangup() -> None:
+            if not self._serving:
+                return  # starting or stopping: nothing to reload into
+            log.info("received SIGHUP: reloading the configuration")
+            task = loop.create_task(self.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, on_signal, signum)
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
         await self.start()
         try:
             await self._stopped.wait()

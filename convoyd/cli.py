@@ -1,4 +1,4 @@
-"""`convoyd`: serve, migrate, check-config."""
+"""`convoyd`: serve, migrate, check-config, backup."""
 
 from __future__ import annotations
 
@@ -24,13 +24,17 @@ def _parser() -> argparse.ArgumentParser:
         ("serve", "run the daemon"),
         ("migrate", "apply database migrations and exit"),
         ("check-config", "validate the configuration and exit"),
+        ("backup", "copy the database to FILE (safe while the daemon runs)"),
     ):
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument(
             "--config", type=Path, help="TOML file (default: /etc/convoyd/convoyd.toml if present)"
         )
         cmd.add_argument("--data-dir", help="overrides data_dir / CONVOYD_DATA_DIR")
-        if name != "migrate":
+        if name == "backup":
+            cmd.add_argument("file", type=Path, help="where to write the copy")
+            cmd.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+        elif name != "migrate":
             cmd.add_argument("--grpc-listen", help="overrides grpc_listen / CONVOYD_GRPC_LISTEN")
             cmd.add_argument("--http-listen", help="overrides http_listen / CONVOYD_HTTP_LISTEN")
             cmd.add_argument("--log-level", help="debug, info, warning or error")
@@ -78,11 +82,20 @@ def main(argv: list[str] | None = None) -> int:
             os.umask(0o077)
             _run_loop(_migrate(config))
             return 0
+        if args.command == "backup":
+            from convoyd.store.backup import backup
+            from convoyd.store.sqlite import DB_FILE
+
+            os.umask(0o077)  # the copy holds signing secrets too
+            size = backup(config.data_dir / DB_FILE, args.file, force=args.force)
+            print(f"convoyd: backup written to {args.file} ({size} bytes)")
+            return 0
         from convoyd.app import App
 
         # The database holds signing secrets: nothing convoyd creates is for other users.
         os.umask(0o077)
-        _run_loop(App(config).run())
+        # SIGHUP re-reads the same file, environment and flags.
+        _run_loop(App(config, reload_settings=lambda: _load(args)).run())
         return 0
     except ConvoydError as exc:
         print(f"convoyd: {exc}", file=sys.stderr)

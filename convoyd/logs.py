@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_CHATTY = ("aiosqlite", "grpc", "asyncio")
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -46,5 +47,10 @@ def configure(level: str = "info", fmt: str = "logfmt") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # debug means convoyd's own debug lines: the libraries' are their internals (aiosqlite logs
+    # every statement with its parameters, grpc its event loop bookkeeping).
+    quiet = max(root.level, logging.INFO)
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(quiet)
     # aiohttp's access log would print portal URLs; convoyd logs portal access itself.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +92,10 @@ class DeliverySettings:
     inactive_after_trips: int = 5
     """An endpoint whose circuit breaker opened this many times in a row without a success in
     between becomes INACTIVE (DESIGN §3)."""
+    sender_workers: int = -1
+    """Child processes that send the HTTP requests (the daemon keeps every decision): -1 picks
+    one per core beyond the first (at least 1, at most 4); 0 sends from the daemon's own
+    process."""
 
     def __post_init__(self) -> None:
         for cidr in self.allow_cidrs:
@@ -111,6 +117,66 @@ class DeliverySettings:
             raise ConfigError("delivery.retry_after_cap must be between 0 and 86400 seconds")
         if not 1 <= self.inactive_after_trips <= 1000:
             raise ConfigError("delivery.inactive_after_trips must be between 1 and 1000")
+        if not -1 <= self.sender_workers <= 64:
+            raise ConfigError("delivery.sender_workers must be between -1 (auto) and 64")
+
+
+# An origin for CSP frame-ancestors: scheme, host (name or [IPv6]) and an optional port;
+# nothing that could end the directive (spaces, semicolons, quotes).
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortalSettings:
+    """The web portal served on http_listen under /portal/."""
+
+    public_url: str = ""
+    """Scheme, host and port the portal's users reach it at (e.g. https://hooks.example.com),
+    used in the links CreatePortalLink mints; no path. Empty: http://<http_listen as bound>.
+    With https the session cookie is marked Secure."""
+    frame_ancestors: tuple[str, ...] = ()
+    """Origins (e.g. https://app.example.com) allowed to embed portals opened with LONG_LIVED
+    links in a frame. None: no page may be framed (frame-ancestors 'none', X-Frame-Options
+    DENY). The session cookie is SameSite=Lax, so the embedding page must be same-site."""
+    session_lifetime: float = 12 * 3600.0
+    """Longest a portal session lasts, in seconds; never past its link's expiry."""
+
+    def __post_init__(self) -> None:
+        url = self.public_url
+        if url:
+            parts = urllib.parse.urlsplit(url)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+                or parts.username is not None
+            ):
+                raise ConfigError(
+                    f"portal.public_url {url!r} must be http(s)://host[:port] without a path"
+                )
+        for origin in self.frame_ancestors:
+            if not _ORIGIN.fullmatch(origin):
+                raise ConfigError(
+                    f"portal.frame_ancestors: {origin!r} is not an origin like https://host[:port]"
+                )
+        if not 60 <= self.session_lifetime <= 30 * 86400:
+            raise ConfigError("portal.session_lifetime must be between 60 seconds and 30 days")
+
+    @property
+    def base_url(self) -> str:
+        """public_url without a trailing slash ('' when unset)."""
+        return self.public_url.rstrip("/")
+
+
+def sender_workers(configured: int) -> int:
+    """How many sender processes to start for ``delivery.sender_workers``."""
+    if configured >= 0:
+        return configured
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
 
 
 def _default_data_dir() -> Path:
@@ -129,6 +195,9 @@ class Settings:
     """host:port of the gRPC control plane; port 0 picks a free port."""
     http_listen: str = "127.0.0.1:7401"
     """host:port of the HTTP listener (portal, /metrics, /healthz); port 0 picks a free port."""
+    metrics_listen: str = ""
+    """host:port of a listener that serves only /metrics; empty: /metrics is served on
+    http_listen."""
     allow_insecure_remote: bool = False
     """Allow the gRPC listener on a non-loopback address without TLS (tokens would cross the
     network in clear text)."""
@@ -142,9 +211,13 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     """Every endpoint's circuit breaker ([breaker] section, CONVOYD_BREAKER_* variables)."""
+    portal: PortalSettings = field(default_factory=PortalSettings)
+    """The web portal ([portal] section, CONVOYD_PORTAL_* variables)."""
 
     def __post_init__(self) -> None:
-        for name in ("grpc_listen", "http_listen"):
+        for name in ("grpc_listen", "http_listen", "metrics_listen"):
+            if name == "metrics_listen" and not self.metrics_listen:
+                continue
             try:
                 split_host_port(getattr(self, name))
             except ValueError as exc:
@@ -167,6 +240,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "tls": TlsSettings,
     "delivery": DeliverySettings,
     "breaker": BreakerConfig,
+    "portal": PortalSettings,
 }
 
 

@@ -40,6 +40,9 @@ class Running:
 
 
 def loopback_settings(data_dir: Path, **overrides: object) -> Settings:
+    # In-process apps send from the test's own process (quick to start); the real `convoyd
+    # serve` in the e2e tests uses its sender worker processes, as in production.
+    overrides.setdefault("delivery", DeliverySettings(sender_workers=0))
     return Settings(
         data_dir=data_dir,
         grpc_listen="127.0.0.1:0",
@@ -76,7 +79,7 @@ async def app(tmp_path: Path) -> AsyncIterator[Running]:
 
 
 # Deliveries in tests go to receivers on 127.0.0.1, which the SSRF guard blocks by default.
-LOOPBACK_ALLOWED = DeliverySettings(allow_cidrs=("127.0.0.0/8", "::1/128"))
+LOOPBACK_ALLOWED = DeliverySettings(allow_cidrs=("127.0.0.0/8", "::1/128"), sender_workers=0)
 
 
 @pytest.fixture
@@ -163,6 +166,9 @@ def daemon_env(data_dir: Path, **extra: str) -> dict[str, str]:
             "CONVOYD_DATA_DIR": str(data_dir),
             "CONVOYD_GRPC_LISTEN": "127.0.0.1:0",
             "CONVOYD_HTTP_LISTEN": "127.0.0.1:0",
+            # DaemonProcess.stop blocks the test's loop (and so its receivers): a short grace
+            # keeps a stop from waiting long on attempts those receivers cannot answer.
+            "CONVOYD_SHUTDOWN_GRACE": "3",
             **extra,
         }
     )

@@ -8,7 +8,7 @@ import random
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ID_CHARS = frozenset(_ALPHABET)
 
-PREFIXES = ("ep", "sec", "ev", "dl", "at", "pl", "tok")
+PREFIXES = ("ep", "sec", "ev", "dl", "at", "pl", "ps", "tok")
 
 
 def new_id(prefix: str, now: float, rng: random.Random) -> str:

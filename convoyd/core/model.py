@@ -246,3 +246,58 @@ class BreakerStatus:
     window_attempts: int
     consecutive_trips: int
     next_probe_at: float | None
+
+
+class PortalLinkKind(StrEnum):
+    #: Exchanged for a session on first open, dead after that.
+    ONE_TIME = "one_time"
+    #: Opens a new session every time until it expires or is revoked (embedding).
+    LONG_LIVED = "long_lived"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortalLink:
+    """A link to the web portal. Its token is known to the store only by its SHA-256 hash.
+
+    The scope is exactly one of: every endpoint of ``owner_id``, the ``endpoint_ids``, or every
+    owner (``all_owners``: the operator dashboard).
+    """
+
+    id: str
+    name: str
+    owner_id: str = ""
+    endpoint_ids: tuple[str, ...] = ()
+    all_owners: bool = False
+    can_manage_endpoints: bool = False
+    kind: PortalLinkKind
+    created_at: float
+    expires_at: float
+    revoked_at: float | None = None
+    #: When a ONE_TIME link was exchanged for its session.
+    used_at: float | None = None
+
+    def is_live(self, now: float) -> bool:
+        """Neither revoked nor expired (a used ONE_TIME link stays live: its session does)."""
+        return self.revoked_at is None and self.expires_at > now
+
+    def covers(self, endpoint: Endpoint) -> bool:
+        """Whether ``endpoint`` is inside this link's scope."""
+        if self.all_owners:
+            return True
+        if self.endpoint_ids:
+            return endpoint.id in self.endpoint_ids
+        return bool(self.owner_id) and endpoint.spec.owner_id == self.owner_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortalSession:
+    """A browser session opened with a portal link; its cookie value is stored hashed."""
+
+    id: str
+    link_id: str
+    created_at: float
+    expires_at: float
+    revoked_at: float | None = None
+
+    def is_live(self, now: float) -> bool:
+        return self.revoked_at is None and self.expires_at > now

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 
 from convoyd.client import Client, ConvoydClientError, UnavailableError
-from convoyd.ctl import deliveries, endpoints, events
+from convoyd.ctl import deliveries, endpoints, events, portal
 from convoyd.ctl.args import UsageError
 from convoyd.ctl.registry import CommandSet, Runner
 from convoyd.ctl.render import Output
@@ -43,6 +43,8 @@ COMMAND_SETS: list[CommandSet] = [
     endpoints.COMMANDS,
     events.COMMANDS,
     deliveries.COMMANDS,
+    portal.COMMANDS,
+    portal.DASHBOARD,
 ]
 
 

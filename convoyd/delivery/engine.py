@@ -19,7 +19,7 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from convoyd import __version__
 from convoyd.core import signing
@@ -44,6 +44,9 @@ from convoyd.delivery.recorder import Recorder
 from convoyd.delivery.sender import AttemptReport, OutboundRequest
 from convoyd.errors import ConvoydError
 from convoyd.store.base import AttemptRecord, IngestWrite, Payload, Store
+
+if TYPE_CHECKING:
+    from convoyd.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +150,10 @@ class Engine:
         config: EngineConfig | None = None,
         payloads: PayloadCache | None = None,
         change_status: StatusChanger | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._sender = sender
         self._recorder = recorder
         self._clock = clock
@@ -208,6 +213,24 @@ class Engine:
 
     def queued(self) -> int:
         return sum(len(lane.queue) for lane in self._lanes.values())
+
+    def breaker_counts(self) -> dict[str, int]:
+        """How many endpoints' breakers are in each state (closed, open, half_open)."""
+        counts = dict.fromkeys((s.value for s in BreakerState), 0)
+        for lane in self._lanes.values():
+            counts[lane.breaker.state.value] += 1
+        return counts
+
+    def set_limits(self, *, max_in_flight: int, max_concurrency_per_endpoint: int) -> None:
+        """New concurrency limits (SIGHUP); attempts already in flight are not touched."""
+        self.config = dataclasses.replace(
+            self.config,
+            max_in_flight=max_in_flight,
+            max_concurrency_per_endpoint=max_concurrency_per_endpoint,
+        )
+        for lane in self._lanes.values():  # a raised limit may let waiting lanes go now
+            self._mark_ready(lane)
+        self._wake.set()
 
     # -- work coming in -------------------------------------------------------------------
 
@@ -317,6 +340,8 @@ class Engine:
         limiter = lane.limiter
         if limiter is not None and limiter.in_window(now) >= limiter.limit:
             wait = limiter.acquire(now)  # denied: records nothing, says how long to wait
+            if self._metrics is not None and lane.wake is None:  # a new wait, not a re-check
+                self._metrics.rate_limited()
             self._wake_at(lane, now + wait)
             return False
         return True
@@ -499,6 +524,25 @@ class Engine:
             rng=self._rng,
         )
         self._recorder.record(AttemptRecord(attempt=attempt, delivery=after))
+        if log.isEnabledFor(logging.DEBUG):  # skip building the fields on the hot path
+            log.debug(
+                "attempt %s",
+                result.value,
+                extra={
+                    "delivery_id": d.id,
+                    "endpoint_id": endpoint.id,
+                    "attempt": attempt.number,
+                    "status": report.status or 0,
+                    "duration_ms": round(report.duration * 1000, 1),
+                    "next": after.status.value,
+                },
+            )
+        if self._metrics is not None:
+            self._metrics.attempt(result, report.status, report.duration)
+            if after.status is DeliveryStatus.SUCCESS:
+                self._metrics.delivery_succeeded(end - d.created_at)
+            elif after.status is DeliveryStatus.FAILURE:
+                self._metrics.delivery_failed()
         ok = outcome.verdict is Verdict.SUCCESS
         trigger = None
         reason = f"delivery {d.id}: {outcome.reason}"

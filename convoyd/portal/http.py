@@ -1,10 +1,13 @@
-"""The HTTP listener: /healthz now; the portal and /metrics mount here too."""
+"""The HTTP listener: /healthz, and the web portal under /portal/ when it is given."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from aiohttp import web
+
+from convoyd.portal.context import PortalServices
+from convoyd.portal.routes import build_portal
 
 Ready = Callable[[], bool]
 READY_KEY: web.AppKey[Ready] = web.AppKey("ready")
@@ -16,8 +19,15 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "not serving"}, status=503)
 
 
-def build_app(ready: Callable[[], bool]) -> web.Application:
+async def to_portal(request: web.Request) -> web.Response:
+    return web.Response(status=308, headers={"Location": "/portal/"})
+
+
+def build_app(ready: Callable[[], bool], portal: PortalServices | None = None) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[READY_KEY] = ready
     app.router.add_get("/healthz", healthz)
+    if portal is not None:
+        app.router.add_get("/portal", to_portal)
+        app.add_subapp("/portal/", build_portal(portal))
     return app

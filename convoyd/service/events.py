@@ -6,6 +6,7 @@ import hashlib
 import json
 import random
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from convoyd.core import paging, routing
 from convoyd.core.ids import new_id
@@ -13,6 +14,9 @@ from convoyd.core.model import Delivery, DeliveryStatus, Event, EventInput, Page
 from convoyd.core.validation import Limits, event_violations
 from convoyd.errors import AlreadyExistsError, NotFoundError, ValidationError
 from convoyd.store.base import EventQuery, IngestReader, IngestWrite, Store
+
+if TYPE_CHECKING:
+    from convoyd.metrics import Metrics
 
 Clock = Callable[[], float]
 Accepted = Callable[[Sequence[IngestWrite]], None]
@@ -44,6 +48,7 @@ class EventManager:
         idempotency_window: float = 24 * 3600.0,
         limits: Limits | None = None,
         on_accepted: Accepted | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -52,6 +57,12 @@ class EventManager:
         self._window = idempotency_window
         self._limits = limits or Limits()
         self.on_accepted = on_accepted
+        self._metrics = metrics
+
+    def set_limits(self, *, max_payload_bytes: int, idempotency_window: float) -> None:
+        """New limits (SIGHUP); they apply to the next call."""
+        self._max_payload = max_payload_bytes
+        self._window = idempotency_window
 
     async def create(self, events: Sequence[EventInput], *, batch: bool = False) -> list[Event]:
         """Accepts every event or none; returns only once they are durably stored."""
@@ -80,6 +91,8 @@ class EventManager:
             ]
 
         writes = await self._store.ingest(build)
+        if self._metrics is not None:
+            self._metrics.ingested(writes)
         if self.on_accepted is not None:
             self.on_accepted(writes)
         return [w.event for w in writes]

@@ -10,7 +10,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from convoyd.core.model import Attempt, Delivery, DeliveryStatus, Endpoint, EndpointStatus, Event
+from convoyd.core.model import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    EndpointStatus,
+    Event,
+    PortalLink,
+    PortalSession,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,6 +36,9 @@ class ApiToken:
 EndpointChange = Callable[[Endpoint], Endpoint]
 # A change to a delivery that may also change its endpoint (the PENDING probe flow).
 DeliveryChange = Callable[[Delivery, Endpoint], tuple[Delivery, Endpoint]]
+PortalLinkChange = Callable[[PortalLink], PortalLink]
+# Opening a session with a link: the link as it is afterwards (used_at) and the new session.
+PortalOpen = Callable[[PortalLink], tuple[PortalLink, PortalSession]]
 
 
 class IngestReader(Protocol):
@@ -61,6 +73,7 @@ class DeliveryQuery:
     statuses: Sequence[DeliveryStatus] = ()
     created_after: float | None = None
     created_before: float | None = None
+    event_type: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +97,14 @@ class AttemptRecord:
 class Payload:
     data: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusCounts:
+    """How many deliveries waiting to be attempted and endpoints there are, by status value."""
+
+    deliveries: Mapping[str, int]
+    endpoints: Mapping[str, int]
 
 
 class Store(Protocol):
@@ -142,6 +163,9 @@ class Store(Protocol):
 
     async def count_deliveries(self, query: DeliveryQuery) -> int: ...
 
+    async def status_counts(self) -> StatusCounts:
+        """Pending deliveries (scheduled, processing, retry) and endpoints, by status."""
+
     async def list_attempts(
         self, delivery_id: str, *, after_number: int, limit: int
     ) -> list[Attempt]: ...
@@ -159,3 +183,32 @@ class Store(Protocol):
         self, query: DeliveryQuery, *, now: float, reason: str, limit: int
     ) -> list[Delivery]:
         """Makes up to ``limit`` matching deliveries due now with one more attempt allowed."""
+
+    # -- portal links and sessions ------------------------------------------------------------
+
+    async def insert_portal_link(self, link: PortalLink, token_hash: bytes) -> None: ...
+
+    async def get_portal_link(self, link_id: str) -> PortalLink:
+        """Raises NotFoundError."""
+
+    async def list_portal_links(
+        self, *, owner_id: str, live_at: float | None, before_id: str, limit: int
+    ) -> list[PortalLink]:
+        """Newest first; ``live_at`` set: only links neither revoked nor expired then."""
+
+    async def modify_portal_link(self, link_id: str, change: PortalLinkChange) -> PortalLink:
+        """Like modify_endpoint. A link that ``change`` revokes has all its sessions revoked
+        in the same transaction."""
+
+    async def open_portal_session(
+        self, token_hash: bytes, session_hash: bytes, open_: PortalOpen
+    ) -> tuple[PortalLink, PortalSession]:
+        """Finds the link by its token hash (NotFoundError), runs ``open_`` on it and stores the
+        link it returns with the new session, in one transaction: of two concurrent opens of a
+        ONE_TIME link, the second sees the first one's used_at. Sessions long expired go too."""
+
+    async def get_portal_session(self, session_hash: bytes) -> tuple[PortalSession, PortalLink]:
+        """The session with this cookie hash and its link; raises NotFoundError."""
+
+    async def end_portal_session(self, session_hash: bytes, *, now: float) -> None:
+        """Revokes one session (sign out); unknown sessions are ignored."""

@@ -110,6 +110,38 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX attempts_delivery ON attempts (delivery_id, number)",
     ),
+    # 3: portal links and the browser sessions opened with them (tokens stored hashed only).
+    (
+        """
+        CREATE TABLE portal_links (
+            id                   TEXT PRIMARY KEY,
+            name                 TEXT NOT NULL,
+            owner_id             TEXT NOT NULL,  -- '' unless scoped to one owner
+            endpoint_ids         TEXT NOT NULL,  -- JSON list; empty unless scoped to endpoints
+            all_owners           INTEGER NOT NULL,
+            can_manage_endpoints INTEGER NOT NULL,
+            kind                 TEXT NOT NULL,
+            token_hash           BLOB NOT NULL UNIQUE,  -- SHA-256 of the link's token
+            created_at           INTEGER NOT NULL,
+            expires_at           INTEGER NOT NULL,
+            revoked_at           INTEGER,
+            used_at              INTEGER
+        ) STRICT
+        """,
+        "CREATE INDEX portal_links_owner ON portal_links (owner_id, id)",
+        """
+        CREATE TABLE portal_sessions (
+            id         TEXT PRIMARY KEY,
+            link_id    TEXT NOT NULL REFERENCES portal_links (id) ON DELETE CASCADE,
+            token_hash BLOB NOT NULL UNIQUE,  -- SHA-256 of the session cookie's value
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            revoked_at INTEGER
+        ) STRICT
+        """,
+        "CREATE INDEX portal_sessions_link ON portal_sessions (link_id)",
+        "CREATE INDEX portal_sessions_expiry ON portal_sessions (expires_at)",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

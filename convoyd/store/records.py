@@ -181,6 +181,7 @@ def delivery_filters(
     created_after: float | None = None,
     created_before: float | None = None,
     before_id: str = "",
+    event_type: str = "",
 ) -> Filters:
     clauses: list[str] = []
     params: list[Any] = []
@@ -196,6 +197,9 @@ def delivery_filters(
     if statuses:
         clauses.append(f"status IN ({','.join('?' * len(statuses))})")
         params.extend(s.value for s in statuses)
+    if event_type:
+        clauses.append("event_type = ?")
+        params.append(event_type)
     if created_after is not None:
         clauses.append("created_at >= ?")
         params.append(to_us(created_after))

@@ -20,10 +20,12 @@ from convoyd.core.model import (
     Endpoint,
     EndpointStatus,
     Event,
+    PortalLink,
+    PortalSession,
     Secret,
 )
 from convoyd.errors import NotFoundError, UnavailableError
-from convoyd.store import codec, records
+from convoyd.store import codec, portal_sql, records
 from convoyd.store.base import (
     ApiToken,
     AttemptRecord,
@@ -34,6 +36,9 @@ from convoyd.store.base import (
     IngestReader,
     IngestWrite,
     Payload,
+    PortalLinkChange,
+    PortalOpen,
+    StatusCounts,
 )
 from convoyd.store.migrations import LATEST, MIGRATIONS
 from convoyd.store.writer import Writer, connect
@@ -314,6 +319,7 @@ class SqliteStore:
             created_after=query.created_after,
             created_before=query.created_before,
             before_id=before_id,
+            event_type=query.event_type,
         )
 
     async def list_deliveries(
@@ -334,6 +340,17 @@ class SqliteStore:
             where.params,
         )
         return int(rows[0][0])
+
+    async def status_counts(self) -> StatusCounts:
+        # One statement, both counts from indexes (deliveries_status, endpoints_status).
+        rows = await self._fetchall(
+            "SELECT 'd', status, count(*) FROM deliveries"
+            " WHERE status IN ('scheduled', 'processing', 'retry') GROUP BY status"
+            " UNION ALL SELECT 'e', status, count(*) FROM endpoints GROUP BY status"
+        )
+        deliveries = {status: int(n) for kind, status, n in rows if kind == "d"}
+        endpoints = {status: int(n) for kind, status, n in rows if kind == "e"}
+        return StatusCounts(deliveries=deliveries, endpoints=endpoints)
 
     async def list_attempts(
         self, delivery_id: str, *, after_number: int, limit: int
@@ -412,6 +429,51 @@ class SqliteStore:
             return changed
 
         return await self._writer.run(job)
+
+    # -- portal links and sessions (SQL in portal_sql.py) -------------------------------------
+
+    async def insert_portal_link(self, link: PortalLink, token_hash: bytes) -> None:
+        await self._writer.run(portal_sql.insert_link_job(link, token_hash))
+
+    async def get_portal_link(self, link_id: str) -> PortalLink:
+        rows = await self._fetchall(f"{portal_sql.LINK_SELECT} WHERE id = ?", (link_id,))
+        if not rows:
+            raise NotFoundError(f"portal link {link_id} not found")
+        return portal_sql.link_from_row(rows[0])
+
+    async def list_portal_links(
+        self, *, owner_id: str, live_at: float | None, before_id: str, limit: int
+    ) -> list[PortalLink]:
+        where = portal_sql.link_filters(owner_id=owner_id, live_at=live_at, before_id=before_id)
+        rows = await self._fetchall(
+            f"{portal_sql.LINK_SELECT} {where.sql()} ORDER BY id DESC LIMIT ?",
+            (*where.params, limit),
+        )
+        return [portal_sql.link_from_row(r) for r in rows]
+
+    async def modify_portal_link(self, link_id: str, change: PortalLinkChange) -> PortalLink:
+        result: PortalLink = await self._writer.run(portal_sql.modify_link_job(link_id, change))
+        return result
+
+    async def open_portal_session(
+        self, token_hash: bytes, session_hash: bytes, open_: PortalOpen
+    ) -> tuple[PortalLink, PortalSession]:
+        job = portal_sql.open_session_job(token_hash, session_hash, open_)
+        result: tuple[PortalLink, PortalSession] = await self._writer.run(job)
+        return result
+
+    async def get_portal_session(self, session_hash: bytes) -> tuple[PortalSession, PortalLink]:
+        rows = await self._fetchall(portal_sql.SESSION_SELECT, (session_hash,))
+        if not rows:
+            raise NotFoundError("portal session not found")
+        width = portal_sql.SESSION_WIDTH
+        return (
+            portal_sql.session_from_row(rows[0][:width]),
+            portal_sql.link_from_row(rows[0][width:]),
+        )
+
+    async def end_portal_session(self, session_hash: bytes, *, now: float) -> None:
+        await self._writer.run(portal_sql.end_session_job(session_hash, now))
 
 
 class _IngestReader:

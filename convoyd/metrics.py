@@ -1,0 +1,328 @@
+"""Prometheus metrics: every convoyd metric, defined once on an injected registry.
+
+Parts of convoyd that count things get the :class:`Metrics` object through their constructor
+(None = no metrics, as in unit tests) and call its small methods; labelled children are
+resolved once and kept in dicts, so the per-attempt cost is a dict lookup and an increment.
+Gauges that describe state (queue depth, endpoint states, breakers, attempts in flight) are
+read when scraped; the store's counts come from one cheap GROUP BY query, cached for a few
+seconds so that frequent or concurrent scrapes do not add database work.
+
+Labels are bounded: never an endpoint, owner or event id (STYLE: no unbounded labels).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from convoyd import __version__
+from convoyd.core.breaker import BreakerState
+from convoyd.core.model import AttemptResult, DeliveryStatus, EndpointStatus
+from convoyd.store.base import IngestWrite, StatusCounts
+
+log = logging.getLogger(__name__)
+
+# A webhook answers in a few ms when it only enqueues, in seconds when it works inline;
+# endpoint timeouts go up to 60 s (default 15 s).
+ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
+# Accept-to-success: milliseconds when the first attempt succeeds, hours along the retry
+# schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h).
+DELAY_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    1800.0,
+    7200.0,
+    18000.0,
+    36000.0,
+    86400.0,
+)
+# A unary call costs ~0.5 ms of server CPU; listings and batches take longer.
+GRPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+# The queue: deliveries the engine still has to attempt (processing = an attempt started and
+# its outcome is not recorded yet).
+QUEUE_STATUSES = (DeliveryStatus.SCHEDULED, DeliveryStatus.RETRY, DeliveryStatus.PROCESSING)
+FINAL_OUTCOMES = ("success", "failure", "discarded")
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
+
+StoreCounter = Callable[[], Awaitable[StatusCounts]]
+
+
+def status_class(status: int | None) -> str:
+    """'2xx'..'5xx' for an HTTP status; 'none' when no (or no sensible) status arrived."""
+    if status is None or not 200 <= status <= 599:
+        return "none"
+    return f"{status // 100}xx"
+
+
+def _loop_tasks() -> int:
+    # Scrapes run on the event loop's thread (the aiohttp handler), so the loop is there.
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:
+        return 0
+
+
+class _StateCollector(Collector):
+    """Gauges read at scrape time: the store's counts (cached) and the engine's breakers."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(empty=True)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(empty=False)
+
+    def _families(self, *, empty: bool) -> list[Metric]:
+        queue = GaugeMetricFamily(
+            "convoyd_queue_depth",
+            "Deliveries waiting to be attempted, by status (from the store, refreshed on scrape"
+            " at most every few seconds).",
+            labels=["status"],
+        )
+        endpoints = GaugeMetricFamily(
+            "convoyd_endpoints", "Endpoints by status.", labels=["status"]
+        )
+        breakers = GaugeMetricFamily(
+            "convoyd_breakers", "Endpoint circuit breakers by state.", labels=["state"]
+        )
+        tasks = GaugeMetricFamily(
+            "convoyd_event_loop_tasks",
+            "Tasks alive on the daemon's event loop: flat under steady load, growth is a leak.",
+        )
+        if not empty:
+            counts = self._metrics.counts
+            for status in QUEUE_STATUSES:
+                queue.add_metric([status.value], counts.deliveries.get(status.value, 0))
+            for ep_status in EndpointStatus:
+                endpoints.add_metric([ep_status.value], counts.endpoints.get(ep_status.value, 0))
+            states = self._metrics.breaker_states()
+            for state in BreakerState:
+                breakers.add_metric([state.value], states.get(state.value, 0))
+            tasks.add_metric([], _loop_tasks())
+        return [queue, endpoints, breakers, tasks]
+
+
+class Metrics:
+    """convoyd's metrics on ``registry`` (never prometheus_client's global default registry)."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        version: str = __version__,
+        process: bool = True,
+        counts_max_age: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self._monotonic = monotonic
+        self._counts_max_age = counts_max_age
+        self.events_ingested = Counter(
+            "convoyd_events_ingested",
+            "Events accepted (durably stored); idempotent replays are not counted.",
+            registry=registry,
+        )
+        self.deliveries = Counter(
+            "convoyd_deliveries",
+            "Deliveries that reached a final outcome: success, failure (retries exhausted or"
+            " 410 Gone) or discarded (the endpoint was paused, inactive or pending).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.attempts = Counter(
+            "convoyd_attempts",
+            "Delivery attempts by result and HTTP status class.",
+            ["result", "status_class"],
+            registry=registry,
+        )
+        self.attempt_duration = Histogram(
+            "convoyd_attempt_duration_seconds",
+            "Duration of one delivery attempt (connect, send, response).",
+            buckets=ATTEMPT_BUCKETS,
+            registry=registry,
+        )
+        self.delivery_delay = Histogram(
+            "convoyd_delivery_delay_seconds",
+            "From accepting the event to the delivery's successful attempt.",
+            buckets=DELAY_BUCKETS,
+            registry=registry,
+        )
+        self.rate_limit_waits = Counter(
+            "convoyd_rate_limit_waits",
+            "Times an endpoint's queue had to wait for its rate limit.",
+            registry=registry,
+        )
+        self.ssrf_blocks = Counter(
+            "convoyd_ssrf_blocks",
+            "Attempts refused by the SSRF guard (the address is not allowed).",
+            registry=registry,
+        )
+        self.grpc_requests = Counter(
+            "convoyd_grpc_requests",
+            "gRPC calls handled, by method (short RPC name) and status code.",
+            ["method", "code"],
+            registry=registry,
+        )
+        self.grpc_duration = Histogram(
+            "convoyd_grpc_request_duration_seconds",
+            "gRPC call duration by method (short RPC name).",
+            ["method"],
+            buckets=GRPC_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "convoyd_in_flight_attempts",
+            "Delivery attempts in flight now.",
+            registry=registry,
+        )
+        Gauge(
+            "convoyd_build_info", "convoyd's version (always 1).", ["version"], registry=registry
+        ).labels(version).set(1)
+        if process:
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
+
+        self.counts = StatusCounts(deliveries={}, endpoints={})
+        self._counter: StoreCounter | None = None
+        self._counted_at = float("-inf")
+        self._counting: asyncio.Lock | None = None
+        self._breakers: Callable[[], Mapping[str, int]] = dict
+        registry.register(_StateCollector(self))
+
+        # Children resolved once: the hot path is a dict lookup and an increment.
+        self._outcomes = {o: self.deliveries.labels(o) for o in FINAL_OUTCOMES}
+        self._attempt_children: dict[tuple[str, str], Counter] = {}
+        for result, cls in (
+            (AttemptResult.SUCCESS, "2xx"),
+            (AttemptResult.HTTP_ERROR, "3xx"),
+            (AttemptResult.HTTP_ERROR, "4xx"),
+            (AttemptResult.HTTP_ERROR, "5xx"),
+            (AttemptResult.NETWORK_ERROR, "none"),
+            (AttemptResult.TIMEOUT, "none"),
+            (AttemptResult.BLOCKED, "none"),
+        ):
+            self._attempt_child(result.value, cls)
+        self._grpc_children: dict[tuple[str, str], Counter] = {}
+        self._grpc_durations: dict[str, Histogram] = {}
+
+    # -- wiring ----------------------------------------------------------------------------
+
+    def observe_engine(
+        self, *, in_flight: Callable[[], float], breakers: Callable[[], Mapping[str, int]]
+    ) -> None:
+        """Reads attempts in flight and breaker states from the engine at scrape time."""
+        self.in_flight.set_function(in_flight)
+        self._breakers = breakers
+
+    def observe_store(self, counter: StoreCounter) -> None:
+        """Queue depth and endpoint states come from ``counter`` (one query), on scrape."""
+        self._counter = counter
+
+    def breaker_states(self) -> Mapping[str, int]:
+        try:
+            return self._breakers()
+        except Exception:  # a scrape must not fail because one source did
+            log.exception("could not read breaker states")
+            return {}
+
+    async def refresh(self) -> None:
+        """Re-reads the store's counts unless they are younger than ``counts_max_age``."""
+        if self._counter is None:
+            return
+        if self._counting is None:
+            self._counting = asyncio.Lock()
+        async with self._counting:  # concurrent scrapes share one query
+            if self._monotonic() - self._counted_at < self._counts_max_age:
+                return
+            try:
+                self.counts = await self._counter()
+            except Exception as exc:
+                log.warning("metrics: could not count deliveries and endpoints: %s", exc)
+                return
+            self._counted_at = self._monotonic()
+
+    async def exposition(self) -> bytes:
+        """The text format of every metric, with fresh store counts."""
+        await self.refresh()
+        return generate_latest(self.registry)
+
+    # -- the hot path ----------------------------------------------------------------------
+
+    def _attempt_child(self, result: str, cls: str) -> Counter:
+        child = self._attempt_children.get((result, cls))
+        if child is None:
+            child = self._attempt_children[(result, cls)] = self.attempts.labels(result, cls)
+        return child
+
+    def attempt(self, result: AttemptResult, status: int | None, duration: float) -> None:
+        """One finished attempt."""
+        self._attempt_child(result.value, status_class(status)).inc()
+        self.attempt_duration.observe(duration)
+        if result is AttemptResult.BLOCKED:
+            self.ssrf_blocks.inc()
+
+    def delivery_succeeded(self, delay: float) -> None:
+        self._outcomes["success"].inc()
+        self.delivery_delay.observe(max(0.0, delay))
+
+    def delivery_failed(self) -> None:
+        self._outcomes["failure"].inc()
+
+    def ingested(self, writes: Sequence[IngestWrite]) -> None:
+        """Newly accepted events; their deliveries created DISCARDED are final at once."""
+        events = discarded = 0
+        for write in writes:
+            if write.replay:
+                continue
+            events += 1
+            for d in write.deliveries:
+                if d.status is DeliveryStatus.DISCARDED:
+                    discarded += 1
+        if events:
+            self.events_ingested.inc(events)
+        if discarded:
+            self._outcomes["discarded"].inc(discarded)
+
+    def rate_limited(self) -> None:
+        self.rate_limit_waits.inc()
+
+    def grpc_request(self, method: str, code: str, duration: float) -> None:
+        """One finished gRPC call; ``method`` must come from a bounded set (registered RPCs)."""
+        child = self._grpc_children.get((method, code))
+        if child is None:
+            child = self._grpc_children[(method, code)] = self.grpc_requests.labels(method, code)
+        child.inc()
+        hist = self._grpc_durations.get(method)
+        if hist is None:
+            hist = self._grpc_durations[method] = self.grpc_duration.labels(method)
+        hist.observe(duration)
