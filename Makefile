@@ -9,7 +9,7 @@ SYSTEMD_STAMP := $(VENV)/.systemd-tools-stamp
 NODE_CLIENT_STAMP := clients/node/node_modules/.installed-stamp
 CHROMIUM_STAMP := $(VENV)/.chromium-stamp
 
-.PHONY: run test lint pytest node-test bench soak gen check-gen proto-lint proto-breaking proto-dist fmt clean
+.PHONY: run test lint pytest node-test bench soak reliability gen check-gen proto-lint proto-breaking proto-dist fmt clean
 
 run: $(STAMP)
 	$(BIN)/convoyd serve
@@ -85,6 +85,14 @@ bench: $(STAMP)
 # The soak of benchmarks/soak.py for 10 minutes (make test runs it for one).
 soak: $(STAMP)
 	$(BIN)/python benchmarks/soak.py --seconds 600
+
+# The figures of the README's reliability section: repeated kill -9, faulty receivers, full
+# disk, bad input and the one-minute soak, with their numbers in benchmarks/results/.
+reliability: $(STAMP) $(NODE_STAMP)
+	CONVOYD_FIGURES_DIR=benchmarks/results $(BIN)/pytest -q tests/e2e/test_crash_cycles.py \
+		tests/e2e/test_crash.py tests/delivery/test_faulty_receivers.py \
+		tests/e2e/test_disk_full.py tests/fuzz tests/e2e/test_soak.py
+	@cat benchmarks/results/crash.json benchmarks/results/soak.json
 
 fmt: $(STAMP)
 	$(BIN)/ruff format convoyd tests scripts benchmarks examples

@@ -186,3 +186,11 @@ def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
         if process.proc is not None and process.proc.poll() is None:
             process.proc.kill()
             process.proc.wait()
+
+
+def record_figures(name: str, figures: dict[str, object]) -> None:
+    """Keeps a test's figures in $CONVOYD_FIGURES_DIR/<name>.json (``make reliability``)."""
+    directory = os.environ.get("CONVOYD_FIGURES_DIR")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / f"{name}.json").write_text(json.dumps(figures, indent=2))

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from convoyd.core import paging, states
+from convoyd.core import states
 from convoyd.core.model import (
     RETRYABLE_STATUSES,
     Attempt,
@@ -21,6 +21,7 @@ from convoyd.core.model import (
 from convoyd.delivery.engine import Engine
 from convoyd.delivery.hub import Change, WatchHub
 from convoyd.errors import FailedPreconditionError, ValidationError
+from convoyd.service.listing import page_of
 from convoyd.store.base import DeliveryQuery, Store
 
 log = logging.getLogger(__name__)
@@ -53,27 +54,26 @@ class DeliveryManager:
     async def list(
         self, query: DeliveryQuery, *, page_size: int = 0, page_token: str = ""
     ) -> Page[Delivery]:
-        filters = ("deliveries", query)
-        size = paging.page_size(page_size)
-        before = paging.decode_token(page_token, filters)
-        rows = await self._store.list_deliveries(query, before_id=before, limit=size + 1)
-        items = tuple(rows[:size])
-        token = paging.encode_token(items[-1].id, filters) if len(rows) > size else ""
-        return Page(items=items, next_token=token)
+        return await page_of(
+            ("deliveries", query),
+            page_size,
+            page_token,
+            lambda after, limit: self._store.list_deliveries(query, before_id=after, limit=limit),
+        )
 
     async def attempts(
         self, delivery_id: str, *, page_size: int = 0, page_token: str = ""
     ) -> Page[Attempt]:
         await self.get(delivery_id)  # NOT_FOUND for an unknown delivery, not an empty list
-        filters = ("attempts", delivery_id)
-        size = paging.page_size(page_size)
-        after = paging.decode_token(page_token, filters)
-        rows = await self._store.list_attempts(
-            delivery_id, after_number=int(after or 0), limit=size + 1
+        return await page_of(
+            ("attempts", delivery_id),
+            page_size,
+            page_token,
+            lambda after, limit: self._store.list_attempts(
+                delivery_id, after_number=int(after or 0), limit=limit
+            ),
+            cursor=lambda attempt: str(attempt.number),
         )
-        items = tuple(rows[:size])
-        token = paging.encode_token(str(items[-1].number), filters) if len(rows) > size else ""
-        return Page(items=items, next_token=token)
 
     async def _send_again(
         self, delivery_id: str, *, allowed: frozenset[DeliveryStatus], what: str

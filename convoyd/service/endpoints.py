@@ -8,7 +8,7 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from convoyd.core import paging, signing, states
+from convoyd.core import signing, states
 from convoyd.core.ids import new_id
 from convoyd.core.model import (
     Endpoint,
@@ -20,6 +20,7 @@ from convoyd.core.model import (
 )
 from convoyd.core.validation import Limits, validate_endpoint_spec, validate_secret
 from convoyd.errors import ResourceExhaustedError, ValidationError
+from convoyd.service.listing import page_of
 from convoyd.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -108,16 +109,14 @@ class EndpointManager:
         page_size: int = 0,
         page_token: str = "",
     ) -> Page[Endpoint]:
-        filters = ("endpoints", owner_id, status)
-        size = paging.page_size(page_size)
-        before = paging.decode_token(page_token, filters)
-        rows = await self._store.list_endpoints(
-            owner_id=owner_id, status=status, before_id=before, limit=size + 1
+        return await page_of(
+            ("endpoints", owner_id, status),
+            page_size,
+            page_token,
+            lambda after, limit: self._store.list_endpoints(
+                owner_id=owner_id, status=status, before_id=after, limit=limit
+            ),
         )
-        more = len(rows) > size
-        items = tuple(rows[:size])
-        token = paging.encode_token(items[-1].id, filters) if more else ""
-        return Page(items=items, next_token=token)
 
     async def update(self, endpoint_id: str, changes: Mapping[str, Any]) -> Endpoint:
         """Replaces the named spec fields; the result is validated as a whole."""

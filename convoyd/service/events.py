@@ -8,11 +8,12 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from convoyd.core import paging, routing
+from convoyd.core import routing
 from convoyd.core.ids import new_id
 from convoyd.core.model import Delivery, DeliveryStatus, Event, EventInput, Page
 from convoyd.core.validation import Limits, event_violations
 from convoyd.errors import AlreadyExistsError, NotFoundError, ValidationError
+from convoyd.service.listing import page_of
 from convoyd.store.base import EventQuery, IngestReader, IngestWrite, Store
 
 if TYPE_CHECKING:
@@ -175,10 +176,9 @@ class EventManager:
     async def list(
         self, query: EventQuery, *, page_size: int = 0, page_token: str = ""
     ) -> Page[Event]:
-        filters = ("events", query)
-        size = paging.page_size(page_size)
-        before = paging.decode_token(page_token, filters)
-        rows = await self._store.list_events(query, before_id=before, limit=size + 1)
-        items = tuple(rows[:size])
-        token = paging.encode_token(items[-1].id, filters) if len(rows) > size else ""
-        return Page(items=items, next_token=token)
+        return await page_of(
+            ("events", query),
+            page_size,
+            page_token,
+            lambda after, limit: self._store.list_events(query, before_id=after, limit=limit),
+        )

@@ -17,9 +17,10 @@ import re
 import secrets
 from collections.abc import Callable, Sequence
 
-from convoyd.core import ids, paging
+from convoyd.core import ids
 from convoyd.core.model import Page, PortalLink, PortalLinkKind, PortalSession
 from convoyd.errors import FieldViolation, NotFoundError, UnauthenticatedError, ValidationError
+from convoyd.service.listing import page_of
 from convoyd.store.base import Store
 
 Clock = Callable[[], float]
@@ -159,18 +160,15 @@ class PortalManager:
         page_size: int = 0,
         page_token: str = "",
     ) -> Page[PortalLink]:
-        filters = ("portal_links", owner_id, show_inactive)
-        size = paging.page_size(page_size)
-        before = paging.decode_token(page_token, filters)
-        rows = await self._store.list_portal_links(
-            owner_id=owner_id,
-            live_at=None if show_inactive else self._clock(),
-            before_id=before,
-            limit=size + 1,
+        live_at = None if show_inactive else self._clock()
+        return await page_of(
+            ("portal_links", owner_id, show_inactive),
+            page_size,
+            page_token,
+            lambda after, limit: self._store.list_portal_links(
+                owner_id=owner_id, live_at=live_at, before_id=after, limit=limit
+            ),
         )
-        items = tuple(rows[:size])
-        token = paging.encode_token(items[-1].id, filters) if len(rows) > size else ""
-        return Page(items=items, next_token=token)
 
     async def revoke(self, link_id: str) -> PortalLink:
         """Ends the link and every session opened with it; revoking again changes nothing."""

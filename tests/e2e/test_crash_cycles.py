@@ -20,7 +20,7 @@ import pytest
 
 from convoyd.client import Client, ConvoydClientError, event_request
 from convoyd.v1 import endpoint_pb2 as pb
-from tests.conftest import DaemonProcess
+from tests.conftest import DaemonProcess, record_figures
 from tests.receivers import Receiver, eventually
 
 pytestmark = pytest.mark.e2e
@@ -101,5 +101,19 @@ async def test_repeated_kill_9_loses_nothing(
     assert duplicates <= kills * 600  # at most what was in flight or unrecorded at each kill
     assert daemon.stop() == 0
     db = sqlite3.connect(daemon.data_dir / "convoyd.db")
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
     db.close()
+    assert integrity == "ok"
+    record_figures(
+        "crash",
+        {
+            "seed": seed,
+            "kills": kills,
+            "events_accepted": len(accepted),
+            "deliveries_expected": len(expected),
+            "requests_received": len(receiver.requests) + len(flaky.requests),
+            "duplicates_on_healthy_target": duplicates,
+            "lost": 0,
+            "integrity_check": integrity,
+        },
+    )

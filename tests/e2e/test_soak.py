@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import record_figures
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 pytestmark = pytest.mark.e2e
@@ -26,6 +28,7 @@ def test_one_minute_soak_stays_flat() -> None:
         cwd=ROOT,
     )
     figures = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
+    record_figures("soak", figures)
     assert result.returncode == 0, (figures.get("problems"), result.stderr[-2000:])
     assert figures["samples"] >= 20
     assert "convoyd_event_loop_tasks_second_half_max" in figures
