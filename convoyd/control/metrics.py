@@ -49,10 +49,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
     ) -> Any:
         started = time.perf_counter()
         handler = await continuation(handler_call_details)
-        if handler is None:
-            self._metrics.grpc_request(
-                UNKNOWN_METHOD, "UNIMPLEMENTED", time.perf_counter() - started
-            )
+        if handler is None:  # no such method: grpcio answers it with the "unimplemented" code
+            code = grpc.StatusCode.UNIMPLEMENTED.name
+            self._metrics.grpc_request(UNKNOWN_METHOD, code, time.perf_counter() - started)
             return None
         return self._wrap(handler, short_name(handler_call_details.method), started)
 
