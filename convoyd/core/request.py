@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 
@@ -54,6 +55,12 @@ def redact(headers: Sequence[tuple[str, str]], endpoint: Endpoint) -> tuple[tupl
     """
     auth = endpoint.spec.auth.header_name.lower() if endpoint.spec.auth else None
     return tuple(
-        (name, REDACTED if name.lower() == auth or _SENSITIVE.search(name) else value)
+        (name, REDACTED if name.lower() == auth or _sensitive(name) else value)
         for name, value in headers
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _sensitive(name: str) -> bool:
+    # Every attempt asks about the same few header names: one regex search per name, not per use.
+    return _SENSITIVE.search(name) is not None

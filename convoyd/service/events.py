@@ -82,7 +82,8 @@ class EventManager:
         if violations:
             raise ValidationError(violations)
         now = self._clock()
-        hashes = [payload_hash(e) for e in events]
+        # Only an idempotency key needs the payload's hash (to tell a replay from a conflict).
+        hashes = [payload_hash(e) if e.idempotency_key else b"" for e in events]
 
         def build(reader: IngestReader) -> list[IngestWrite]:
             seen: dict[str, IngestWrite] = {}  # idempotency keys earlier in this same batch
