@@ -307,9 +307,11 @@ async def _serve(fd: int, config: dict[str, Any]) -> None:
 def main() -> None:
     import ast
 
-    # The daemon decides when its workers stop (by closing the socket); a Ctrl-C meant for
-    # the daemon must not kill them first.
+    # The daemon decides when its workers stop (it closes the socket, or dies and the socket
+    # closes): a Ctrl-C or a SIGTERM sent to the whole process group is meant for the daemon,
+    # which drains its attempts through these workers before it lets them go.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     fd, config = int(sys.argv[1]), ast.literal_eval(sys.argv[2])
     try:
         import uvloop
