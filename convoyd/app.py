@@ -28,7 +28,8 @@ from convoyd.control.events import EventService
 from convoyd.control.metrics import MetricsInterceptor
 from convoyd.control.portal import PortalService
 from convoyd.core.model import Endpoint, EndpointStatusChange
-from convoyd.delivery.engine import USER_AGENT, Engine, EngineConfig
+from convoyd.delivery.config import USER_AGENT, EngineConfig
+from convoyd.delivery.engine import Engine
 from convoyd.delivery.hub import WatchHub
 from convoyd.delivery.recorder import Recorder
 from convoyd.delivery.sender import Sender

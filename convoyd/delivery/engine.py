@@ -18,124 +18,31 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from convoyd import __version__
-from convoyd.core import signing
-from convoyd.core.breaker import Breaker, BreakerConfig, BreakerState
-from convoyd.core.lifecycle import after_attempt
+from convoyd.core.breaker import Breaker, BreakerState
 from convoyd.core.model import (
-    Attempt,
-    AttemptResult,
     BreakerStatus,
     Delivery,
     DeliveryStatus,
     Endpoint,
     EndpointStatus,
-    RetryPolicy,
 )
-from convoyd.core.outcome import ErrorKind, Verdict, classify
-from convoyd.core.ratelimit import SlidingWindowLimiter
-from convoyd.core.request import build_headers, redact
-from convoyd.core.states import Trigger
+from convoyd.delivery.attempts import AttemptRunner
+from convoyd.delivery.config import EngineConfig, SenderLike, StatusChanger
+from convoyd.delivery.lane import Lane, limiter_for
 from convoyd.delivery.payloads import PayloadCache
 from convoyd.delivery.recorder import Recorder
-from convoyd.delivery.sender import AttemptReport, OutboundRequest
 from convoyd.errors import ConvoydError
-from convoyd.store.base import AttemptRecord, IngestWrite, Payload, Store
+from convoyd.store.base import IngestWrite, Payload, Store
 
 if TYPE_CHECKING:
     from convoyd.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"convoyd/{__version__}"
 # Entering these states starts the endpoint's breaker afresh.
 _FRESH_START = frozenset({EndpointStatus.ACTIVE, EndpointStatus.PENDING})
-RESULT_OF = {
-    ErrorKind.TIMEOUT: AttemptResult.TIMEOUT,
-    ErrorKind.NETWORK: AttemptResult.NETWORK_ERROR,
-    ErrorKind.BLOCKED: AttemptResult.BLOCKED,
-}
-
-
-class SenderLike(Protocol):
-    """The part of the Sender the engine uses; FakeSender provides it for unit tests."""
-
-    async def send(self, request: OutboundRequest) -> AttemptReport: ...
-
-
-# Applies a state-table trigger to an endpoint (EndpointManager.change_status).
-StatusChanger = Callable[[str, Trigger, str], Awaitable[object]]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EngineConfig:
-    max_in_flight: int = 512
-    """Attempts in flight across all endpoints."""
-    max_concurrency_per_endpoint: int = 8
-    """Default per-endpoint limit (an endpoint's max_concurrency overrides it)."""
-    default_http_timeout: float = 15.0
-    default_retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
-    retry_after_cap: float = 3600.0
-    sweep_interval: float = 5.0
-    """How often retries due later than the timer horizon are loaded from the store."""
-    breaker: BreakerConfig = field(default_factory=BreakerConfig)
-    inactive_after_trips: int = 5
-    """Breaker openings in a row (no success between) that make an endpoint INACTIVE."""
-
-
-# Added to every rate-limit window: requests leave convoyd in order, but network jitter can
-# bring an early one in late; a slightly longer window keeps the receiver's view within the limit.
-RATE_WINDOW_GUARD = 1.05
-
-
-def _limiter(endpoint: Endpoint) -> SlidingWindowLimiter | None:
-    spec = endpoint.spec
-    if spec.rate_limit <= 0:
-        return None
-    return SlidingWindowLimiter(spec.rate_limit, spec.rate_limit_duration * RATE_WINDOW_GUARD)
-
-
-class Lane:
-    """One endpoint's queue of due deliveries, what is in flight to it, and its health."""
-
-    __slots__ = (
-        "breaker",
-        "endpoint",
-        "in_flight",
-        "keys",
-        "keys_until",
-        "limiter",
-        "queue",
-        "waiting",
-        "wake",
-    )
-
-    def __init__(self, endpoint: Endpoint, breaker: BreakerConfig) -> None:
-        self.endpoint = endpoint
-        self.queue: deque[Delivery] = deque()
-        self.in_flight = 0
-        self.waiting = False  # in the engine's ready ring
-        self.keys: list[bytes] = []
-        self.keys_until = -1.0  # signing keys are valid until this time (a secret expires)
-        self.breaker = Breaker(breaker)
-        self.limiter = _limiter(endpoint)
-        self.wake: asyncio.TimerHandle | None = (
-            None  # wakes the lane when its breaker or limit allow
-        )
-
-    def signing_keys(self, now: float) -> list[bytes]:
-        if now >= self.keys_until:
-            spec = self.endpoint.spec
-            chosen = signing.signing_secrets(spec.signature.scheme, self.endpoint.secrets, now)
-            self.keys = [signing.secret_key(spec.signature.scheme, s.value) for s in chosen]
-            expiries = [
-                s.expires_at for s in self.endpoint.secrets if s.expires_at and s.expires_at > now
-            ]
-            self.keys_until = min(expiries, default=float("inf"))
-        return self.keys
 
 
 class Engine:
@@ -161,6 +68,15 @@ class Engine:
         self.config = config or EngineConfig()
         self._payloads = payloads or PayloadCache(store)
         self._change_status = change_status
+        self._runner = AttemptRunner(
+            sender=sender,
+            recorder=recorder,
+            payloads=self._payloads,
+            clock=clock,
+            rng=rng,
+            config=lambda: self.config,
+            metrics=metrics,
+        )
         self._lanes: dict[str, Lane] = {}
         self._ready: deque[Lane] = deque()
         self._tracked: set[str] = set()  # delivery ids held in memory (queued, timed, in flight)
@@ -278,7 +194,7 @@ class Engine:
             lane.breaker = Breaker(self.config.breaker)
         spec, old = endpoint.spec, previous.spec
         if (spec.rate_limit, spec.rate_limit_duration) != (old.rate_limit, old.rate_limit_duration):
-            lane.limiter = _limiter(endpoint)
+            lane.limiter = limiter_for(endpoint)
         self._mark_ready(lane)
 
     def breaker_status(self, endpoint_id: str) -> BreakerStatus | None:
@@ -438,31 +354,27 @@ class Engine:
     # -- one attempt ----------------------------------------------------------------------
 
     async def _attempt(self, lane: Lane, d: Delivery) -> None:
-        endpoint = lane.endpoint
         try:
-            payload = await self._payloads.get(d.event_id)
-            if payload is None:  # the event was deleted
+            finished = await self._runner.run(lane, d)
+            if finished is None:  # the event was deleted
                 self._tracked.discard(d.id)
                 return
-            start = self._clock()
-            processing = dataclasses.replace(d, status=DeliveryStatus.PROCESSING, updated_at=start)
-            self._recorder.record(AttemptRecord(attempt=None, delivery=processing))
-            headers = build_headers(
-                endpoint=endpoint,
-                keys=lane.signing_keys(start),
-                delivery_id=d.id,
-                timestamp=int(start),
-                body=payload.data,
-                event_headers=payload.headers,
-                user_agent=USER_AGENT,
-            )
-            timeout = endpoint.spec.http_timeout or self.config.default_http_timeout
-            report = await self._sender.send(
-                OutboundRequest(
-                    url=endpoint.spec.url, headers=headers, body=payload.data, timeout=timeout
+            if finished.breaker_opened:
+                self._wake_at(lane, lane.breaker.next_probe_at or self._clock())
+            if finished.trigger is not None and self._change_status is not None:
+                self._spawn(
+                    self._change_status(lane.endpoint.id, finished.trigger, finished.reason)
                 )
-            )
-            self._finish(lane, d, start, headers, report)
+            after = finished.delivery
+            due = after.next_attempt_at
+            if (
+                after.status is DeliveryStatus.RETRY
+                and due is not None
+                and due <= self._swept_until
+            ):
+                self._push_timer(due, after)  # near: a timer; further ahead: the sweep loads it
+                return
+            self._tracked.discard(d.id)
         except asyncio.CancelledError:
             # Shutdown: the delivery is still pending in the store and is sent after restart.
             raise
@@ -474,110 +386,6 @@ class Engine:
             self._in_flight -= 1
             self._mark_ready(lane)
             self._wake.set()
-
-    def _finish(
-        self,
-        lane: Lane,
-        d: Delivery,
-        start: float,
-        headers: list[tuple[str, str]],
-        report: AttemptReport,
-    ) -> None:
-        endpoint = lane.endpoint
-        end = start + report.duration
-        outcome = classify(
-            report.status,
-            report.error_kind,
-            report.retry_after,
-            now=end,
-            retry_after_cap=self.config.retry_after_cap,
-            detail=report.error,
-        )
-        if report.error_kind is not ErrorKind.NONE:
-            result = RESULT_OF[report.error_kind]
-        elif outcome.verdict is Verdict.SUCCESS:
-            result = AttemptResult.SUCCESS
-        else:
-            result = AttemptResult.HTTP_ERROR
-        attempt = Attempt(
-            id=f"at_{d.id[3:]}_{d.attempt_count + 1}",
-            delivery_id=d.id,
-            number=d.attempt_count + 1,
-            result=result,
-            started_at=start,
-            duration=report.duration,
-            request_url=endpoint.spec.url,
-            request_headers=redact(headers, endpoint),
-            response_status=report.status or 0,
-            response_headers=report.headers,
-            response_body=report.body,
-            response_body_truncated=report.truncated,
-            error=report.error,
-            remote_address=report.remote_address,
-        )
-        after = after_attempt(
-            d,
-            outcome,
-            policy=endpoint.spec.retry_policy or self.config.default_retry_policy,
-            status_code=report.status or 0,
-            now=end,
-            rng=self._rng,
-        )
-        self._recorder.record(AttemptRecord(attempt=attempt, delivery=after))
-        if log.isEnabledFor(logging.DEBUG):  # skip building the fields on the hot path
-            log.debug(
-                "attempt %s",
-                result.value,
-                extra={
-                    "delivery_id": d.id,
-                    "endpoint_id": endpoint.id,
-                    "attempt": attempt.number,
-                    "status": report.status or 0,
-                    "duration_ms": round(report.duration * 1000, 1),
-                    "next": after.status.value,
-                },
-            )
-        if self._metrics is not None:
-            self._metrics.attempt(result, report.status, report.duration)
-            if after.status is DeliveryStatus.SUCCESS:
-                self._metrics.delivery_succeeded(end - d.created_at)
-            elif after.status is DeliveryStatus.FAILURE:
-                self._metrics.delivery_failed()
-        ok = outcome.verdict is Verdict.SUCCESS
-        trigger = None
-        reason = f"delivery {d.id}: {outcome.reason}"
-        if outcome.verdict is Verdict.GONE:
-            trigger = Trigger.GONE
-        elif endpoint.status is EndpointStatus.PENDING and d.attempt_limit is not None:
-            trigger = Trigger.PROBE_SUCCEEDED if ok else Trigger.PROBE_FAILED
-        elif endpoint.status is EndpointStatus.ACTIVE:
-            trigger, reason = self._judge(lane, ok, end, reason)
-        if trigger is not None and self._change_status is not None:
-            self._spawn(self._change_status(endpoint.id, trigger, reason))
-        due = after.next_attempt_at
-        if after.status is DeliveryStatus.RETRY and due is not None and due <= self._swept_until:
-            self._push_timer(due, after)  # near: a timer; further ahead: the sweep loads it
-            return
-        self._tracked.discard(d.id)
-
-    def _judge(self, lane: Lane, ok: bool, now: float, reason: str) -> tuple[Trigger | None, str]:
-        """Feeds one result to the breaker; the endpoint is FAILING after N trips in a row."""
-        transition = lane.breaker.record(ok, now)
-        if transition is None:
-            return None, reason
-        log.info(
-            "circuit breaker %s",
-            transition.to.value,
-            extra={"endpoint_id": lane.endpoint.id, "reason": transition.reason},
-        )
-        if transition.to is BreakerState.OPEN:
-            self._wake_at(lane, lane.breaker.next_probe_at or now)
-            trips = lane.breaker.consecutive_trips
-            if trips >= self.config.inactive_after_trips:
-                return Trigger.FAILING, (
-                    f"circuit breaker opened {trips} times in a row ({transition.reason})"
-                )
-        return None, reason
 
     def _spawn(self, awaitable: Awaitable[object]) -> None:
         task = asyncio.ensure_future(self._quietly(awaitable))

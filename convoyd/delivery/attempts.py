@@ -1,0 +1,200 @@
+"""One attempt of one delivery: sign and send it, log it, and judge what it means.
+
+The runner decides what an attempt's result means — the delivery's next state (retry when,
+or done), the breaker's verdict, the endpoint state change it calls for — and records it.
+Scheduling what comes next is the engine's part.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from convoyd.core.breaker import BreakerState
+from convoyd.core.lifecycle import after_attempt
+from convoyd.core.model import Attempt, AttemptResult, Delivery, DeliveryStatus, EndpointStatus
+from convoyd.core.outcome import ErrorKind, Verdict, classify
+from convoyd.core.request import build_headers, redact
+from convoyd.core.states import Trigger
+from convoyd.delivery.config import USER_AGENT, EngineConfig, SenderLike
+from convoyd.delivery.lane import Lane
+from convoyd.delivery.payloads import PayloadCache
+from convoyd.delivery.recorder import Recorder
+from convoyd.delivery.sender import AttemptReport, OutboundRequest
+from convoyd.store.base import AttemptRecord
+
+if TYPE_CHECKING:
+    from convoyd.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+RESULT_OF = {
+    ErrorKind.TIMEOUT: AttemptResult.TIMEOUT,
+    ErrorKind.NETWORK: AttemptResult.NETWORK_ERROR,
+    ErrorKind.BLOCKED: AttemptResult.BLOCKED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """What an attempt left for the engine to do."""
+
+    delivery: Delivery
+    """The delivery as it is now (RETRY with its next time, or final)."""
+    trigger: Trigger | None
+    """An endpoint state change the outcome calls for (410, probe result, failing)."""
+    reason: str
+    breaker_opened: bool
+    """The endpoint's breaker opened: the lane must wake when its cooldown ends."""
+
+
+class AttemptRunner:
+    def __init__(
+        self,
+        *,
+        sender: SenderLike,
+        recorder: Recorder,
+        payloads: PayloadCache,
+        clock: Callable[[], float],
+        rng: random.Random,
+        config: Callable[[], EngineConfig],
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._sender = sender
+        self._recorder = recorder
+        self._payloads = payloads
+        self._clock = clock
+        self._rng = rng
+        self._config = config
+        self._metrics = metrics
+
+    async def run(self, lane: Lane, d: Delivery) -> Finished | None:
+        """Sends the delivery once; None when its event no longer exists."""
+        endpoint = lane.endpoint
+        payload = await self._payloads.get(d.event_id)
+        if payload is None:
+            return None
+        start = self._clock()
+        processing = dataclasses.replace(d, status=DeliveryStatus.PROCESSING, updated_at=start)
+        self._recorder.record(AttemptRecord(attempt=None, delivery=processing))
+        headers = build_headers(
+            endpoint=endpoint,
+            keys=lane.signing_keys(start),
+            delivery_id=d.id,
+            timestamp=int(start),
+            body=payload.data,
+            event_headers=payload.headers,
+            user_agent=USER_AGENT,
+        )
+        timeout = endpoint.spec.http_timeout or self._config().default_http_timeout
+        report = await self._sender.send(
+            OutboundRequest(
+                url=endpoint.spec.url, headers=headers, body=payload.data, timeout=timeout
+            )
+        )
+        return self._conclude(lane, d, start, headers, report)
+
+    def _conclude(
+        self,
+        lane: Lane,
+        d: Delivery,
+        start: float,
+        headers: list[tuple[str, str]],
+        report: AttemptReport,
+    ) -> Finished:
+        config = self._config()
+        endpoint = lane.endpoint
+        end = start + report.duration
+        outcome = classify(
+            report.status,
+            report.error_kind,
+            report.retry_after,
+            now=end,
+            retry_after_cap=config.retry_after_cap,
+            detail=report.error,
+        )
+        if report.error_kind is not ErrorKind.NONE:
+            result = RESULT_OF[report.error_kind]
+        elif outcome.verdict is Verdict.SUCCESS:
+            result = AttemptResult.SUCCESS
+        else:
+            result = AttemptResult.HTTP_ERROR
+        attempt = Attempt(
+            id=f"at_{d.id[3:]}_{d.attempt_count + 1}",
+            delivery_id=d.id,
+            number=d.attempt_count + 1,
+            result=result,
+            started_at=start,
+            duration=report.duration,
+            request_url=endpoint.spec.url,
+            request_headers=redact(headers, endpoint),
+            response_status=report.status or 0,
+            response_headers=report.headers,
+            response_body=report.body,
+            response_body_truncated=report.truncated,
+            error=report.error,
+            remote_address=report.remote_address,
+        )
+        after = after_attempt(
+            d,
+            outcome,
+            policy=endpoint.spec.retry_policy or config.default_retry_policy,
+            status_code=report.status or 0,
+            now=end,
+            rng=self._rng,
+        )
+        self._recorder.record(AttemptRecord(attempt=attempt, delivery=after))
+        if log.isEnabledFor(logging.DEBUG):  # skip building the fields on the hot path
+            log.debug(
+                "attempt %s",
+                result.value,
+                extra={
+                    "delivery_id": d.id,
+                    "endpoint_id": endpoint.id,
+                    "attempt": attempt.number,
+                    "status": report.status or 0,
+                    "duration_ms": round(report.duration * 1000, 1),
+                    "next": after.status.value,
+                },
+            )
+        if self._metrics is not None:
+            self._metrics.attempt(result, report.status, report.duration)
+            if after.status is DeliveryStatus.SUCCESS:
+                self._metrics.delivery_succeeded(end - d.created_at)
+            elif after.status is DeliveryStatus.FAILURE:
+                self._metrics.delivery_failed()
+        ok = outcome.verdict is Verdict.SUCCESS
+        reason = f"delivery {d.id}: {outcome.reason}"
+        if outcome.verdict is Verdict.GONE:
+            return Finished(after, Trigger.GONE, reason, breaker_opened=False)
+        if endpoint.status is EndpointStatus.PENDING and d.attempt_limit is not None:
+            trigger = Trigger.PROBE_SUCCEEDED if ok else Trigger.PROBE_FAILED
+            return Finished(after, trigger, reason, breaker_opened=False)
+        if endpoint.status is EndpointStatus.ACTIVE:
+            return self._judge(lane, after, ok, end, reason, config.inactive_after_trips)
+        return Finished(after, None, reason, breaker_opened=False)
+
+    @staticmethod
+    def _judge(
+        lane: Lane, after: Delivery, ok: bool, now: float, reason: str, inactive_after: int
+    ) -> Finished:
+        """Feeds one result to the breaker; the endpoint is FAILING after N trips in a row."""
+        transition = lane.breaker.record(ok, now)
+        if transition is None:
+            return Finished(after, None, reason, breaker_opened=False)
+        log.info(
+            "circuit breaker %s",
+            transition.to.value,
+            extra={"endpoint_id": lane.endpoint.id, "reason": transition.reason},
+        )
+        if transition.to is not BreakerState.OPEN:
+            return Finished(after, None, reason, breaker_opened=False)
+        trips = lane.breaker.consecutive_trips
+        if trips >= inactive_after:
+            failing = f"circuit breaker opened {trips} times in a row ({transition.reason})"
+            return Finished(after, Trigger.FAILING, failing, breaker_opened=True)
+        return Finished(after, None, reason, breaker_opened=True)

@@ -1,0 +1,41 @@
+"""The delivery engine's settings and the interfaces it is given (sender, state changes)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from convoyd import __version__
+from convoyd.core.breaker import BreakerConfig
+from convoyd.core.model import RetryPolicy
+from convoyd.core.states import Trigger
+from convoyd.delivery.sender import AttemptReport, OutboundRequest
+
+USER_AGENT = f"convoyd/{__version__}"
+
+
+class SenderLike(Protocol):
+    """The part of the Sender the engine uses; FakeSender provides it for unit tests."""
+
+    async def send(self, request: OutboundRequest) -> AttemptReport: ...
+
+
+# Applies a state-table trigger to an endpoint (EndpointManager.change_status).
+StatusChanger = Callable[[str, Trigger, str], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    max_in_flight: int = 512
+    """Attempts in flight across all endpoints."""
+    max_concurrency_per_endpoint: int = 8
+    """Default per-endpoint limit (an endpoint's max_concurrency overrides it)."""
+    default_http_timeout: float = 15.0
+    default_retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    retry_after_cap: float = 3600.0
+    sweep_interval: float = 5.0
+    """How often retries due later than the timer horizon are loaded from the store."""
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    inactive_after_trips: int = 5
+    """Breaker openings in a row (no success between) that make an endpoint INACTIVE."""
