@@ -16,7 +16,6 @@ from pathlib import Path
 import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from convoyd import __version__, logs
@@ -35,6 +34,14 @@ from convoyd.delivery.recorder import Recorder
 from convoyd.delivery.sender import Sender
 from convoyd.delivery.workers import WorkerPoolSender
 from convoyd.errors import ConvoydError
+from convoyd.listeners import (
+    SERVICE_NAMES,
+    StartupError,
+    bind_grpc,
+    enable_reflection,
+    grpc_server,
+    serve_http,
+)
 from convoyd.metrics import Metrics
 from convoyd.portal.context import PortalServices
 from convoyd.portal.http import build_app
@@ -45,38 +52,19 @@ from convoyd.service.deliveries import DeliveryManager
 from convoyd.service.endpoints import EndpointManager
 from convoyd.service.events import EventManager
 from convoyd.service.portal import PortalManager
-from convoyd.settings import Settings, sender_workers, split_host_port
+from convoyd.settings import Settings, sender_workers
 from convoyd.store.sqlite import SqliteStore
 from convoyd.systemd import Notifier, watchdog
 from convoyd.v1 import (
-    delivery_pb2,
     delivery_pb2_grpc,
-    endpoint_pb2,
     endpoint_pb2_grpc,
-    event_pb2,
     event_pb2_grpc,
-    portal_pb2,
     portal_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"  # where a running daemon says which addresses it bound
-SERVICE_NAMES = tuple(
-    module.DESCRIPTOR.services_by_name[name].full_name
-    for module, name in (
-        (endpoint_pb2, "EndpointService"),
-        (event_pb2, "EventService"),
-        (delivery_pb2, "DeliveryService"),
-        (portal_pb2, "PortalService"),
-    )
-)
-# Room for a BatchCreateEvents of many events; single payloads are limited by delivery settings.
-MAX_GRPC_MESSAGE = 64 * 1024 * 1024
-
-
-class StartupError(ConvoydError):
-    """convoyd cannot start; the message says what and where, in one line."""
 
 
 def prepare_data_dir(path: Path) -> None:
@@ -265,16 +253,9 @@ class App:
         return f"serving; {endpoints} endpoints"
 
     async def _start_grpc(self, auth: AuthInterceptor) -> None:
-        server = grpc.aio.server(
-            # Metrics first: it sees the handler auth chose, refusals included.
-            # Outermost first: malformed requests are answered INVALID_ARGUMENT by the guard.
-            interceptors=[DecodeGuardInterceptor(), MetricsInterceptor(self.metrics), auth],
-            options=[
-                ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
-                ("grpc.max_send_message_length", MAX_GRPC_MESSAGE),
-                ("grpc.so_reuseport", 0),
-            ],
-        )
+        # Outermost first: malformed requests are answered INVALID_ARGUMENT by the guard, and
+        # metrics see the handler auth chose, refusals included.
+        server = grpc_server([DecodeGuardInterceptor(), MetricsInterceptor(self.metrics), auth])
         endpoint_pb2_grpc.add_EndpointServiceServicer_to_server(
             EndpointService(self.endpoints, self.clock, self.engine.breaker_status), server
         )
@@ -289,37 +270,15 @@ class App:
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (
-                *SERVICE_NAMES,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            server,
-        )
-        address = self.settings.grpc_listen
+        enable_reflection(server)
         tls = _grpc_credentials(self.settings)
         if tls is not None:
             self._certificates = tls[1]
-        try:
-            port = (
-                server.add_secure_port(address, tls[0])
-                if tls
-                else server.add_insecure_port(address)
-            )
-        except RuntimeError:
-            port = 0
-        if port == 0:
-            raise StartupError(
-                f"grpc_listen {address}: cannot listen (address in use or not local?)"
-            )
+        self.grpc_address = bind_grpc(server, self.settings.grpc_listen, tls and tls[0])
         self.grpc_server = server
         await server.start()
-        host, _ = split_host_port(address)
-        self.grpc_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     async def _start_http(self) -> None:
-        host, port = split_host_port(self.settings.http_listen)
         portal = PortalServices(
             links=self.portal_links,
             endpoints=self.endpoints,
@@ -333,39 +292,19 @@ class App:
         web_app = build_app(lambda: self._serving, portal)
         if not self.settings.metrics_listen:
             add_metrics_route(web_app, self.metrics)
-        runner = web.AppRunner(web_app, access_log=None)
-        await runner.setup()
-        self.http_runner = runner
-        site = web.TCPSite(runner, host, port, reuse_address=False)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise StartupError(
-                f"http_listen {self.settings.http_listen}: cannot listen: {exc.strerror or exc}"
-            ) from None
-        # With port 0 the kernel picks the port; the runner knows the bound addresses.
-        bound = runner.addresses[0][1] if runner.addresses else port
-        self.http_address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
+        self.http_runner, self.http_address = await serve_http(
+            web_app, self.settings.http_listen, "http_listen"
+        )
 
     async def _start_metrics_http(self) -> None:
         """A listener of its own for /metrics when metrics_listen is set."""
         if not self.settings.metrics_listen:
             return
-        host, port = split_host_port(self.settings.metrics_listen)
         web_app = web.Application()
         add_metrics_route(web_app, self.metrics)
-        runner = web.AppRunner(web_app, access_log=None)
-        await runner.setup()
-        self.metrics_runner = runner
-        try:
-            await web.TCPSite(runner, host, port, reuse_address=False).start()
-        except OSError as exc:
-            raise StartupError(
-                f"metrics_listen {self.settings.metrics_listen}: cannot listen:"
-                f" {exc.strerror or exc}"
-            ) from None
-        bound = runner.addresses[0][1] if runner.addresses else port
-        self.metrics_address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
+        self.metrics_runner, self.metrics_address = await serve_http(
+            web_app, self.settings.metrics_listen, "metrics_listen"
+        )
 
     def public_url(self) -> str:
         """Where browsers reach the portal: portal.public_url, else the HTTP listener."""
