@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 
 from convoyd.core.model import Delivery
+from convoyd.errors import ResourceExhaustedError, UnavailableError
 from convoyd.store.base import AttemptRecord, Store
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,22 @@ class Recorder:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
+    async def _record_one_by_one(self, batch: list[AttemptRecord]) -> list[AttemptRecord]:
+        """Stores the batch record by record; returns those stored, logs and drops the rest.
+
+        A dropped outcome leaves its delivery pending in the store: it is sent again after a
+        restart, so at-least-once holds; only its attempt log entry is lost.
+        """
+        stored = []
+        for item in batch:
+            try:
+                await self._store.record([item])
+            except Exception:
+                log.exception("dropping the outcome of delivery %s", item.delivery.id)
+            else:
+                stored.append(item)
+        return stored
+
     async def _run(self) -> None:
         backoff = 0.05
         while True:
@@ -72,7 +89,7 @@ class Recorder:
             self._processing.clear()
             try:
                 await self._store.record(batch)
-            except Exception as exc:
+            except (ResourceExhaustedError, UnavailableError) as exc:
                 # Keep the outcomes and try again; until then they are only in memory, which
                 # is safe: the deliveries stay pending in the store and would be re-sent.
                 log.error("could not store %d delivery outcomes: %s", len(batch), exc)
@@ -84,6 +101,9 @@ class Recorder:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
+            except Exception:
+                # Not a passing condition: one bad record must not hold back all the others.
+                batch = await self._record_one_by_one(batch)
             backoff = 0.05
             if self._buffer:
                 self._has_items.set()

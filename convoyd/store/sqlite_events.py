@@ -172,14 +172,21 @@ class EventTables(SqliteBase):
         return [records.delivery_from_row(r) for r in rows]
 
     async def record(self, batch: Sequence[AttemptRecord]) -> None:
-        attempts = [records.attempt_to_row(r.attempt) for r in batch if r.attempt is not None]
+        # The delivery (and so its attempts) may have gone with its endpoint while the attempt
+        # was in flight: such an attempt is dropped instead of failing the whole batch.
+        attempts = [
+            (*records.attempt_to_row(r.attempt), r.attempt.delivery_id)
+            for r in batch
+            if r.attempt is not None
+        ]
         updates = [records.delivery_update_row(r.delivery) for r in batch]
 
         def job(conn: sqlite3.Connection) -> None:
             if attempts:
                 conn.executemany(
                     f"INSERT INTO attempts ({records.ATTEMPT_COLUMNS})"  # noqa: S608 - constant columns
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " SELECT ?,?,?,?,?,?,?,?,?,?,?,?,?,?"
+                    " WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ?)",
                     attempts,
                 )
             conn.executemany(records.DELIVERY_UPDATE_SQL, updates)

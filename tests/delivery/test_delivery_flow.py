@@ -332,3 +332,21 @@ async def test_batch_retry_counts_then_resends(
     done = await client.batch_retry_deliveries(endpoint_id=ep.id)
     assert done.queued_count == 5
     await receiver.wait_for(5)
+
+
+async def test_deleting_an_endpoint_mid_attempt_does_not_block_other_outcomes(
+    client: Client, receivers: Make
+) -> None:
+    hung = await receivers(hang=asyncio.Event())
+    healthy = await receivers()
+    doomed = await endpoint(client, hung.url)
+    fine = await endpoint(client, healthy.url)
+    await client.create_event(event_type="t", data={}, endpoint_ids=[doomed.id])
+    await hung.wait_for(1)  # the attempt is in flight
+    await client.delete_endpoint(doomed.id)  # its deliveries go with it
+    assert hung.hang is not None
+    hung.hang.set()  # the attempt ends; its outcome has no delivery row any more
+    await asyncio.sleep(0.2)
+    later = await client.create_event(event_type="t", data={}, endpoint_ids=[fine.id])
+    (delivery,) = (await client.list_deliveries(event_id=later.id)).deliveries
+    await settled(client, delivery.id)  # outcomes are still being stored
