@@ -135,7 +135,7 @@ class App:
             )
         )
         self.hub = WatchHub()
-        self.recorder = Recorder(self.store)
+        self.recorder = Recorder(self.store, clock=clock)
         self.recorder.add_listener(self.hub.publish)
         self.endpoints = EndpointManager(self.store, clock=clock, rng=self.rng)
         self.engine = Engine(

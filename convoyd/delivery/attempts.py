@@ -7,7 +7,6 @@ Scheduling what comes next is the engine's part.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 from collections.abc import Callable
@@ -79,8 +78,7 @@ class AttemptRunner:
         if payload is None:
             return None
         start = self._clock()
-        processing = dataclasses.replace(d, status=DeliveryStatus.PROCESSING, updated_at=start)
-        self._recorder.record(AttemptRecord(attempt=None, delivery=processing))
+        self._recorder.started(d, start)
         headers = build_headers(
             endpoint=endpoint,
             keys=lane.signing_keys(start),

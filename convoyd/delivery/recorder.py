@@ -4,26 +4,46 @@ An attempt does not wait for its outcome to be durable: if convoyd dies first, t
 is still pending in the store and is sent again after the restart (at-least-once, DESIGN §4).
 That keeps one fsync per batch instead of one per delivery. Watchers only ever see changes
 that are committed.
+
+PROCESSING is written only for an attempt still running ``processing_after`` seconds after it
+started. Most attempts end well before that: their delivery goes from SCHEDULED (or RETRY)
+straight to its outcome, and the store does one update per attempt instead of two. Both
+states mean the same after a crash (the delivery is sent again), so nothing is lost by it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
+import time
 from collections.abc import Callable
 
-from convoyd.core.model import Delivery
+from convoyd.core.model import Delivery, DeliveryStatus
 from convoyd.errors import ResourceExhaustedError, UnavailableError
 from convoyd.store.base import AttemptRecord, Store
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[list[Delivery]], None]
+PROCESSING_AFTER = 1.0
 
 
 class Recorder:
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], float] | None = None,
+        processing_after: float = PROCESSING_AFTER,
+    ) -> None:
         self._store = store
+        self._clock = clock or time.time
+        self._processing_after = processing_after
+        # Attempts running and not yet marked PROCESSING, oldest first: delivery id ->
+        # (the delivery as it was when the attempt started, when it started).
+        self._running: dict[str, tuple[Delivery, float]] = {}
         self._buffer: list[AttemptRecord] = []
         # Where a not-yet-written PROCESSING record of a delivery sits in the buffer: when the
         # outcome follows before the write, it takes that place and PROCESSING is never written.
@@ -40,18 +60,51 @@ class Recorder:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="convoyd-recorder")
 
+    def started(self, delivery: Delivery, at: float) -> None:
+        """An attempt of ``delivery`` started at ``at`` (the recorder's clock)."""
+        self._running[delivery.id] = (delivery, at)
+
     def record(self, item: AttemptRecord) -> None:
         delivery_id = item.delivery.id
         if item.attempt is None:
             self._processing[delivery_id] = len(self._buffer)
         else:
-            at = self._processing.pop(delivery_id, None)
-            if at is not None:
-                self._buffer[at] = item
-                return
+            if self._running.pop(delivery_id, None) is not None:
+                pass  # finished before it was due to show as PROCESSING: never written
+            else:
+                at = self._processing.pop(delivery_id, None)
+                if at is not None:
+                    self._buffer[at] = item
+                    return
         self._buffer.append(item)
         self._idle.clear()
         self._has_items.set()
+
+    def _mark_processing(self) -> None:
+        """Moves the attempts running for ``processing_after`` or longer into the buffer."""
+        due = self._clock() - self._processing_after
+        while self._running:
+            delivery_id, (d, at) = next(iter(self._running.items()))
+            if at > due:
+                break
+            del self._running[delivery_id]
+            processing = dataclasses.replace(d, status=DeliveryStatus.PROCESSING, updated_at=at)
+            self.record(AttemptRecord(attempt=None, delivery=processing))
+
+    async def _next_batch(self) -> None:
+        """Waits for records, or until the oldest running attempt is due to show PROCESSING."""
+        while True:
+            if self._running:
+                first = next(iter(self._running.values()))[1]
+                wait = first + self._processing_after - self._clock()
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._has_items.wait(), wait)
+                self._mark_processing()
+            else:
+                await self._has_items.wait()
+            if self._has_items.is_set():
+                return
 
     async def flush(self) -> None:
         """Waits until everything recorded so far is committed."""
@@ -83,7 +136,7 @@ class Recorder:
     async def _run(self) -> None:
         backoff = 0.05
         while True:
-            await self._has_items.wait()
+            await self._next_batch()
             self._has_items.clear()
             batch, self._buffer = self._buffer, []
             self._processing.clear()
