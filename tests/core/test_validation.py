@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from convoyd.core.model import ApiKeyAuth, EndpointSpec, RetryPolicy, RetryStrategy
-from convoyd.core.validation import Limits, check_url, validate_endpoint_spec
+from convoyd.core.validation import Limits, check_url, is_json, validate_endpoint_spec
 from convoyd.errors import ValidationError
 
 LIMITS = Limits()
@@ -106,3 +106,24 @@ def test_spec_rules(changes: dict[str, Any], bad_field: str | None) -> None:
     with pytest.raises(ValidationError) as info:
         validate_endpoint_spec(spec, LIMITS)
     assert bad_field in [v.field for v in info.value.violations]
+
+
+@pytest.mark.parametrize(
+    ("data", "ok"),
+    [
+        (b'{"a": 1}', True),
+        (b"[]", True),
+        (b'"text"', True),
+        (b"  null  ", True),
+        ('{"é": "ü"}'.encode(), True),
+        ('{"a": 1}'.encode("utf-16"), True),  # json.loads reads UTF-16 with a BOM: so do we
+        (b'\xef\xbb\xbf{"a": 1}', True),  # a UTF-8 BOM, as json.loads accepts it
+        (b"", False),
+        (b"{", False),
+        (b'{"a": 1} {"b": 2}', False),  # two documents
+        (b"\xff\xfe\xfd", False),
+        (b"NaN", True),  # json.loads' own leniency, kept as it was
+    ],
+)
+def test_is_json_agrees_with_json_loads(data: bytes, ok: bool) -> None:
+    assert is_json(data) is ok
