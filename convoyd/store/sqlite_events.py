@@ -10,7 +10,7 @@ from typing import Any
 
 from convoyd.core.model import Attempt, Delivery, DeliveryStatus, Endpoint, Event
 from convoyd.errors import NotFoundError
-from convoyd.store import codec, records
+from convoyd.store import bulk, codec, records
 from convoyd.store.base import (
     AttemptRecord,
     DeliveryChange,
@@ -24,6 +24,22 @@ from convoyd.store.base import (
 from convoyd.store.endpoint_sql import read_endpoint, write_endpoint
 from convoyd.store.sqlite_base import SqliteBase
 
+_INSERT_EVENTS = f"INSERT INTO events ({records.EVENT_COLUMNS}, payload_hash) VALUES {{values}}"  # noqa: S608 - constant columns
+_INSERT_DELIVERIES = f"INSERT INTO deliveries ({records.DELIVERY_COLUMNS}) VALUES {{values}}"  # noqa: S608 - constant columns
+# The delivery (and so its attempts) may have gone with its endpoint while the attempt was in
+# flight: such an attempt is skipped instead of failing the whole batch.
+_INSERT_ATTEMPTS = (
+    f"INSERT INTO attempts ({records.ATTEMPT_COLUMNS})"  # noqa: S608 - constant columns
+    " SELECT * FROM (VALUES {values}) AS v"
+    " WHERE EXISTS (SELECT 1 FROM deliveries AS d WHERE d.id = v.column2)"
+)
+_UPDATE_DELIVERIES = (
+    "UPDATE deliveries SET status = v.column1, status_reason = v.column2,"
+    " attempt_count = v.column3, attempt_limit = v.column4, next_attempt_at = v.column5,"
+    " last_attempt_at = v.column6, last_http_status = v.column7, updated_at = v.column8"
+    " FROM (VALUES {values}) AS v WHERE deliveries.id = v.column9"
+)
+
 
 class EventTables(SqliteBase):
     # -- events ---------------------------------------------------------------------------
@@ -32,14 +48,10 @@ class EventTables(SqliteBase):
         def job(conn: sqlite3.Connection) -> list[IngestWrite]:
             writes = build(_IngestReader(conn))
             fresh = [w for w in writes if not w.replay]
-            conn.executemany(
-                f"INSERT INTO events ({records.EVENT_COLUMNS}, payload_hash)"  # noqa: S608 - constant columns
-                " VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [_event_insert_row(w) for w in fresh],
-            )
-            conn.executemany(
-                f"INSERT INTO deliveries ({records.DELIVERY_COLUMNS})"  # noqa: S608 - constant columns
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            bulk.run(conn, _INSERT_EVENTS, [_event_insert_row(w) for w in fresh])
+            bulk.run(
+                conn,
+                _INSERT_DELIVERIES,
                 [records.delivery_to_row(d) for w in fresh for d in w.deliveries],
             )
             return writes
@@ -174,22 +186,15 @@ class EventTables(SqliteBase):
     async def record(self, batch: Sequence[AttemptRecord]) -> None:
         # The delivery (and so its attempts) may have gone with its endpoint while the attempt
         # was in flight: such an attempt is dropped instead of failing the whole batch.
-        attempts = [
-            (*records.attempt_to_row(r.attempt), r.attempt.delivery_id)
-            for r in batch
-            if r.attempt is not None
-        ]
-        updates = [records.delivery_update_row(r.delivery) for r in batch]
+        attempts = [records.attempt_to_row(r.attempt) for r in batch if r.attempt is not None]
+        # One row per delivery, its latest state (a batch may hold two changes of one
+        # delivery; UPDATE ... FROM would apply an arbitrary one of them).
+        latest = {r.delivery.id: r.delivery for r in batch}
+        updates = [records.delivery_update_row(d) for d in latest.values()]
 
         def job(conn: sqlite3.Connection) -> None:
-            if attempts:
-                conn.executemany(
-                    f"INSERT INTO attempts ({records.ATTEMPT_COLUMNS})"  # noqa: S608 - constant columns
-                    " SELECT ?,?,?,?,?,?,?,?,?,?,?,?,?,?"
-                    " WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ?)",
-                    attempts,
-                )
-            conn.executemany(records.DELIVERY_UPDATE_SQL, updates)
+            bulk.run(conn, _INSERT_ATTEMPTS, attempts)
+            bulk.run(conn, _UPDATE_DELIVERIES, updates)
 
         await self._writer.run(job)
 
