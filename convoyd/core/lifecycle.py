@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
 from convoyd.core.model import Delivery, DeliveryStatus, RetryPolicy
@@ -26,36 +25,35 @@ def after_attempt(
     is honoured by waiting at least that long.
     """
     count = delivery.attempt_count + 1
-    base = dataclasses.replace(
-        delivery,
-        attempt_count=count,
-        last_attempt_at=now,
-        last_http_status=status_code,
-        updated_at=now,
-    )
+
+    def after(status: DeliveryStatus, reason: str, next_at: float | None) -> Delivery:
+        # One constructor call, not dataclasses.replace: this runs once per attempt.
+        return Delivery(
+            id=delivery.id,
+            event_id=delivery.event_id,
+            endpoint_id=delivery.endpoint_id,
+            owner_id=delivery.owner_id,
+            event_type=delivery.event_type,
+            status=status,
+            status_reason=reason,
+            attempt_count=count,
+            next_attempt_at=next_at,
+            last_attempt_at=now,
+            last_http_status=status_code,
+            created_at=delivery.created_at,
+            updated_at=now,
+            attempt_limit=delivery.attempt_limit,
+        )
+
     if outcome.verdict is Verdict.SUCCESS:
-        return dataclasses.replace(
-            base, status=DeliveryStatus.SUCCESS, status_reason=outcome.reason, next_attempt_at=None
-        )
+        return after(DeliveryStatus.SUCCESS, outcome.reason, None)
     if outcome.verdict is Verdict.GONE:
-        return dataclasses.replace(
-            base,
-            status=DeliveryStatus.FAILURE,
-            status_reason=f"{outcome.reason}: the endpoint is gone",
-            next_attempt_at=None,
-        )
+        return after(DeliveryStatus.FAILURE, f"{outcome.reason}: the endpoint is gone", None)
     delay = None
     if delivery.attempt_limit is None or count < delivery.attempt_limit:
         delay = next_delay(policy, count if delivery.attempt_limit is None else 1, rng)
     if delay is None:
-        return dataclasses.replace(
-            base,
-            status=DeliveryStatus.FAILURE,
-            status_reason=f"{outcome.reason}; no attempts left",
-            next_attempt_at=None,
-        )
+        return after(DeliveryStatus.FAILURE, f"{outcome.reason}; no attempts left", None)
     if outcome.retry_after is not None:
         delay = max(delay, outcome.retry_after)
-    return dataclasses.replace(
-        base, status=DeliveryStatus.RETRY, status_reason=outcome.reason, next_attempt_at=now + delay
-    )
+    return after(DeliveryStatus.RETRY, outcome.reason, now + delay)

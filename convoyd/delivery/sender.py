@@ -53,6 +53,7 @@ _MAX_ERROR_CHARS = 200
 
 # Distinct per-endpoint timeouts are few; the bound only stops a pathological caller.
 _MAX_CACHED_TIMEOUTS = 256
+_MAX_CACHED_TARGETS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,7 @@ class Sender:
         self._retired: set[_Pool] = set()  # replaced by a reload, closed when idle
         self._closing: set[asyncio.Task[None]] = set()
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._targets: dict[str, tuple[URL, str, str]] = {}
 
     async def start(self) -> None:
         """Create the session; call from the running event loop."""
@@ -188,6 +190,7 @@ class Sender:
         if allow == self._guard.allow:
             return
         self._guard.allow = allow
+        self._targets.clear()  # literal hosts are judged again under the new list
         pool = self._pool
         if pool is None:
             return
@@ -202,6 +205,26 @@ class Sender:
         task = asyncio.get_running_loop().create_task(pool.session.close())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    def _target(self, text: str) -> tuple[URL, str, str]:
+        """The parsed URL, its host, and why its IP-literal host is blocked ("" if it is not).
+
+        Cached per URL text: every attempt to an endpoint repeats its URL, and parsing it and
+        judging the literal cost more than the rest of preparing the request. The cache is
+        dropped when the allow-list changes; a name (not a literal) is judged at connect time.
+        """
+        url = URL(text)
+        host = url.raw_host or ""
+        literal = literal_address(host) if host else None
+        blocked = ""
+        if literal is not None:
+            reason = blocked_reason(literal, self._guard.allow)
+            if reason is not None:
+                blocked = blocked_text(literal, reason, host)
+        if len(self._targets) >= _MAX_CACHED_TARGETS:
+            self._targets.clear()
+        self._targets[text] = (url, host, blocked)
+        return url, host, blocked
 
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
         timeout = self._timeouts.get(seconds)
@@ -229,16 +252,15 @@ class Sender:
         self, session: aiohttp.ClientSession, request: OutboundRequest
     ) -> AttemptReport:
         started = time.monotonic()
-        try:
-            url = URL(request.url)
-        except (ValueError, TypeError):
-            return _failure(ErrorKind.NETWORK, "invalid URL", started)
-        host = url.raw_host or ""
-        literal = literal_address(host) if host else None
-        if literal is not None:
-            reason = blocked_reason(literal, self._guard.allow)
-            if reason is not None:
-                return _failure(ErrorKind.BLOCKED, blocked_text(literal, reason, host), started)
+        target = self._targets.get(request.url)
+        if target is None:
+            try:
+                target = self._target(request.url)
+            except (ValueError, TypeError):
+                return _failure(ErrorKind.NETWORK, "invalid URL", started)
+        url, host, blocked = target
+        if blocked:
+            return _failure(ErrorKind.BLOCKED, blocked, started)
 
         response: _PeerResponse | None = None
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -79,3 +80,16 @@ def test_after_attempt(
     else:
         assert after.next_attempt_at == pytest.approx(NOW + delay)
     assert outcome.reason in after.status_reason
+    # Everything the attempt does not change is kept as it was.
+    unchanged = dataclasses.replace(
+        before,
+        status=after.status,
+        status_reason=after.status_reason,
+        attempt_count=after.attempt_count,
+        next_attempt_at=after.next_attempt_at,
+        last_attempt_at=after.last_attempt_at,
+        last_http_status=after.last_http_status,
+        updated_at=after.updated_at,
+    )
+    assert after == unchanged
+    assert after.updated_at == NOW
