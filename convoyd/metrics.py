@@ -13,6 +13,7 @@ Labels are bounded: never an endpoint, owner or event id (STYLE: no unbounded la
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -24,7 +25,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -65,8 +66,8 @@ DELAY_BUCKETS = (
 # A unary call costs ~0.5 ms of server CPU; listings and batches take longer.
 GRPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
-# The queue: deliveries the engine still has to attempt (processing = an attempt started and
-# its outcome is not recorded yet).
+# The queue: deliveries the engine still has to attempt (processing = an attempt running for
+# over a second whose outcome is not recorded yet).
 QUEUE_STATUSES = (DeliveryStatus.SCHEDULED, DeliveryStatus.RETRY, DeliveryStatus.PROCESSING)
 FINAL_OUTCOMES = ("success", "failure", "discarded")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
@@ -87,6 +88,50 @@ def _loop_tasks() -> int:
         return len(asyncio.all_tasks())
     except RuntimeError:
         return 0
+
+
+class LoopHistogram(Collector):
+    """A histogram for the event loop's thread only, for the two observed on every delivery.
+
+    prometheus_client's Histogram takes a lock per observation and walks its buckets in Python
+    (about 2 µs); here a bisect and an increment do (about 0.3 µs). That is safe because these
+    are observed only on the event loop's thread, and scrapes run there too (the aiohttp
+    handler). The exposition is the same: ``_bucket`` (cumulative), ``_count`` and ``_sum``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        *,
+        buckets: Sequence[float],
+        registry: CollectorRegistry,
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._bounds = tuple(sorted(float(b) for b in buckets))
+        self._counts = [0] * (len(self._bounds) + 1)  # the last: above every bound (+Inf)
+        self._sum = 0.0
+        registry.register(self)
+
+    def observe(self, amount: float) -> None:
+        self._counts[bisect.bisect_left(self._bounds, amount)] += 1
+        self._sum += amount
+
+    def describe(self) -> Iterable[Metric]:
+        return [HistogramMetricFamily(self._name, self._documentation)]
+
+    def collect(self) -> Iterable[Metric]:
+        buckets: list[tuple[str, float]] = []
+        total = 0
+        for bound, count in zip((*self._bounds, float("inf")), self._counts, strict=True):
+            total += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), total))
+        return [
+            HistogramMetricFamily(
+                self._name, self._documentation, buckets=buckets, sum_value=self._sum
+            )
+        ]
 
 
 class _StateCollector(Collector):
@@ -164,13 +209,13 @@ class Metrics:
             ["result", "status_class"],
             registry=registry,
         )
-        self.attempt_duration = Histogram(
+        self.attempt_duration = LoopHistogram(
             "convoyd_attempt_duration_seconds",
             "Duration of one delivery attempt (connect, send, response).",
             buckets=ATTEMPT_BUCKETS,
             registry=registry,
         )
-        self.delivery_delay = Histogram(
+        self.delivery_delay = LoopHistogram(
             "convoyd_delivery_delay_seconds",
             "From accepting the event to the delivery's successful attempt.",
             buckets=DELAY_BUCKETS,

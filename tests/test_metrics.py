@@ -11,12 +11,14 @@ import aiohttp
 import grpc
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from convoyd import __version__
 from convoyd.client import Client, duration
 from convoyd.core.breaker import BreakerConfig
+from convoyd.metrics import ATTEMPT_BUCKETS, LoopHistogram
 from convoyd.v1 import endpoint_pb2 as pb
 from convoyd.v1 import endpoint_pb2_grpc
 from tests.conftest import LOOPBACK_ALLOWED, DaemonProcess, running_app
@@ -205,3 +207,31 @@ async def test_rate_limit_waits_and_open_breakers_are_counted(
         assert len(limited.requests) == 1  # the second waits for the limit
         # The second delivery to the limited endpoint waits in the queue.
         assert metrics.value("convoyd_queue_depth", status="scheduled") >= 1
+
+
+@pytest.mark.parametrize(
+    "observations",
+    [
+        [],
+        [0.001, 0.005, 0.0051, 0.02, 0.5, 2.0, 30.0, 31.0, 1e9],
+        [0.005] * 3 + [15.0],  # on the bounds: le is inclusive
+    ],
+)
+def test_loop_histogram_exposes_what_prometheus_client_would(observations: list[float]) -> None:
+    theirs_registry, ours_registry = CollectorRegistry(), CollectorRegistry()
+    theirs = Histogram("h_seconds", "doc", buckets=ATTEMPT_BUCKETS, registry=theirs_registry)
+    ours = LoopHistogram("h_seconds", "doc", buckets=ATTEMPT_BUCKETS, registry=ours_registry)
+    for value in observations:
+        theirs.observe(value)
+        ours.observe(value)
+
+    def samples(registry: CollectorRegistry) -> list[Sample]:
+        text = generate_latest(registry).decode()
+        return [
+            s
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if not s.name.endswith("_created")
+        ]
+
+    assert samples(ours_registry) == samples(theirs_registry)

@@ -19,7 +19,7 @@ from convoyd.core.model import (
     Endpoint,
     Event,
 )
-from convoyd.store.codec import from_us, opt_from_us, opt_to_us, to_us
+from convoyd.store.codec import dumps, from_us, opt_from_us, opt_to_us, to_us
 
 EVENT_COLUMNS = (
     "id, event_type, owner_id, endpoint_ids, data, headers, idempotency_key, delivery_count,"
@@ -55,9 +55,9 @@ def event_to_row(event: Event, payload_hash: bytes) -> tuple[Any, ...]:
         event.id,
         event.event_type,
         event.owner_id,
-        json.dumps(list(event.endpoint_ids)),
+        dumps(event.endpoint_ids),
         event.data,
-        json.dumps(dict(event.headers)),
+        dumps(dict(event.headers)),
         event.idempotency_key or None,
         payload_hash,
         event.delivery_count,
@@ -131,9 +131,9 @@ def attempt_to_row(a: Attempt) -> tuple[Any, ...]:
         to_us(a.started_at),
         round(a.duration * 1_000_000),
         a.request_url,
-        json.dumps(a.request_headers),
+        dumps(a.request_headers),
         a.response_status,
-        json.dumps(a.response_headers),
+        dumps(a.response_headers),
         a.response_body,
         int(a.response_body_truncated),
         a.error,
