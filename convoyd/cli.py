@@ -90,10 +90,12 @@ def main(argv: list[str] | None = None) -> int:
             size = backup(config.data_dir / DB_FILE, args.file, force=args.force)
             print(f"convoyd: backup written to {args.file} ({size} bytes)")
             return 0
+        from convoyd import gc_tuning
         from convoyd.app import App
 
         # The database holds signing secrets: nothing convoyd creates is for other users.
         os.umask(0o077)
+        gc_tuning.tune()
         # SIGHUP re-reads the same file, environment and flags.
         _run_loop(App(config, reload_settings=lambda: _load(args)).run())
         return 0

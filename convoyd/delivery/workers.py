@@ -313,6 +313,9 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     fd, config = int(sys.argv[1]), ast.literal_eval(sys.argv[2])
+    from convoyd import gc_tuning
+
+    gc_tuning.tune()
     try:
         import uvloop
 
