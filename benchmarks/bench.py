@@ -220,7 +220,7 @@ async def ingest(client: Client, receiver: int, daemon: Daemon, size: Size) -> d
 async def throughput(client: Client, receiver: int, daemon: Daemon, size: Size) -> dict[str, Any]:
     """(a) one endpoint, ingest as fast as the daemon takes it, delivered/s over the window."""
     # The most concurrency an endpoint may have: one endpoint's throughput is its concurrency
-    # over the round trip, and this receiver answers at once (128 gives about 10 % less).
+    # over the round trip, and this receiver answers at once (128 gives 10-20 % less).
     ep = await client.create_endpoint(
         pb.Endpoint(url=f"http://127.0.0.1:{receiver}/a", max_concurrency=256)
     )
