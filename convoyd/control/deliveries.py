@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from convoyd.control import convert
+from convoyd.control import convert_events
 from convoyd.control.status import handles_errors, handles_stream_errors
 from convoyd.core.model import Delivery
 from convoyd.service.deliveries import DeliveryManager
@@ -21,9 +21,9 @@ def _query(request: Any) -> DeliveryQuery:
         event_id=request.event_id,
         endpoint_ids=(request.endpoint_id,) if request.endpoint_id else (),
         owner_id=request.owner_id,
-        statuses=convert.delivery_statuses(request.statuses),
-        created_after=convert.optional_time(request, "created_after"),
-        created_before=convert.optional_time(request, "created_before"),
+        statuses=convert_events.delivery_statuses(request.statuses),
+        created_after=convert_events.optional_time(request, "created_after"),
+        created_before=convert_events.optional_time(request, "created_before"),
     )
 
 
@@ -33,7 +33,7 @@ class DeliveryService(delivery_pb2_grpc.DeliveryServiceServicer):
 
     @handles_errors
     async def GetDelivery(self, request: pb.GetDeliveryRequest, context: Context) -> pb.Delivery:
-        return convert.delivery_to_pb(await self._manager.get(request.delivery_id))
+        return convert_events.delivery_to_pb(await self._manager.get(request.delivery_id))
 
     @handles_errors
     async def ListDeliveries(
@@ -43,7 +43,7 @@ class DeliveryService(delivery_pb2_grpc.DeliveryServiceServicer):
             _query(request), page_size=request.page_size, page_token=request.page_token
         )
         return pb.ListDeliveriesResponse(
-            deliveries=[convert.delivery_to_pb(d) for d in page.items],
+            deliveries=[convert_events.delivery_to_pb(d) for d in page.items],
             next_page_token=page.next_token,
         )
 
@@ -55,7 +55,7 @@ class DeliveryService(delivery_pb2_grpc.DeliveryServiceServicer):
             request.delivery_id, page_size=request.page_size, page_token=request.page_token
         )
         return pb.ListDeliveryAttemptsResponse(
-            attempts=[convert.attempt_to_pb(a) for a in page.items],
+            attempts=[convert_events.attempt_to_pb(a) for a in page.items],
             next_page_token=page.next_token,
         )
 
@@ -63,7 +63,7 @@ class DeliveryService(delivery_pb2_grpc.DeliveryServiceServicer):
     async def RetryDelivery(
         self, request: pb.RetryDeliveryRequest, context: Context
     ) -> pb.Delivery:
-        return convert.delivery_to_pb(await self._manager.retry(request.delivery_id))
+        return convert_events.delivery_to_pb(await self._manager.retry(request.delivery_id))
 
     @handles_errors
     async def BatchRetryDeliveries(
@@ -76,7 +76,7 @@ class DeliveryService(delivery_pb2_grpc.DeliveryServiceServicer):
     async def ForceResendDelivery(
         self, request: pb.ForceResendDeliveryRequest, context: Context
     ) -> pb.Delivery:
-        return convert.delivery_to_pb(await self._manager.force_resend(request.delivery_id))
+        return convert_events.delivery_to_pb(await self._manager.force_resend(request.delivery_id))
 
     @handles_stream_errors
     async def WatchDeliveries(
@@ -85,12 +85,12 @@ class DeliveryService(delivery_pb2_grpc.DeliveryServiceServicer):
         changes = self._manager.watch(
             endpoint_id=request.endpoint_id,
             owner_id=request.owner_id,
-            statuses=frozenset(convert.delivery_statuses(request.statuses)),
+            statuses=frozenset(convert_events.delivery_statuses(request.statuses)),
         )
         async for change in changes:
             if isinstance(change, Delivery):
-                yield pb.WatchDeliveriesResponse(delivery=convert.delivery_to_pb(change))
+                yield pb.WatchDeliveriesResponse(delivery=convert_events.delivery_to_pb(change))
             else:
                 yield pb.WatchDeliveriesResponse(
-                    endpoint_status_change=convert.status_change_to_pb(change)
+                    endpoint_status_change=convert_events.status_change_to_pb(change)
                 )

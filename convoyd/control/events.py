@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from convoyd.control import convert
+from convoyd.control import convert_events
 from convoyd.control.status import handles_errors
 from convoyd.service.events import EventManager
 from convoyd.store.base import EventQuery
@@ -20,20 +20,20 @@ class EventService(event_pb2_grpc.EventServiceServicer):
 
     @handles_errors
     async def CreateEvent(self, request: pb.CreateEventRequest, context: Context) -> pb.Event:
-        (event,) = await self._manager.create([convert.event_input_from_pb(request)])
-        return convert.event_to_pb(event)
+        (event,) = await self._manager.create([convert_events.event_input_from_pb(request)])
+        return convert_events.event_to_pb(event)
 
     @handles_errors
     async def BatchCreateEvents(
         self, request: pb.BatchCreateEventsRequest, context: Context
     ) -> pb.BatchCreateEventsResponse:
-        inputs = [convert.event_input_from_pb(r) for r in request.requests]
+        inputs = [convert_events.event_input_from_pb(r) for r in request.requests]
         events = await self._manager.create(inputs, batch=True)
-        return pb.BatchCreateEventsResponse(events=[convert.event_to_pb(e) for e in events])
+        return pb.BatchCreateEventsResponse(events=[convert_events.event_to_pb(e) for e in events])
 
     @handles_errors
     async def GetEvent(self, request: pb.GetEventRequest, context: Context) -> pb.Event:
-        return convert.event_to_pb(await self._manager.get(request.event_id))
+        return convert_events.event_to_pb(await self._manager.get(request.event_id))
 
     @handles_errors
     async def ListEvents(
@@ -43,12 +43,13 @@ class EventService(event_pb2_grpc.EventServiceServicer):
             event_type=request.event_type,
             owner_id=request.owner_id,
             endpoint_id=request.endpoint_id,
-            created_after=convert.optional_time(request, "created_after"),
-            created_before=convert.optional_time(request, "created_before"),
+            created_after=convert_events.optional_time(request, "created_after"),
+            created_before=convert_events.optional_time(request, "created_before"),
         )
         page = await self._manager.list(
             query, page_size=request.page_size, page_token=request.page_token
         )
         return pb.ListEventsResponse(
-            events=[convert.event_to_pb(e) for e in page.items], next_page_token=page.next_token
+            events=[convert_events.event_to_pb(e) for e in page.items],
+            next_page_token=page.next_token,
         )
