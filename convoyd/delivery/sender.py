@@ -10,15 +10,13 @@ one policy (:class:`AddressGuard`):
 3. The connector's socket factory checks the exact address of every new socket, as a backstop
    for any path that skips the first two (a DNS answer cached before a reload, a future aiohttp).
 
-Network and HTTP failures are returned as :class:`AttemptReport` values, never raised. Error texts
-never contain request headers: they carry signatures and API keys.
+Network and HTTP failures are returned as :class:`AttemptReport` values, never raised; their texts
+(convoyd.delivery.failures) never contain request headers: they carry signatures and API keys.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -31,9 +29,9 @@ from yarl import URL
 
 from convoyd.core.addresses import blocked_reason, parse_allow_list
 from convoyd.core.outcome import ErrorKind
+from convoyd.delivery.failures import describe
 from convoyd.delivery.guard import (
     AddressGuard,
-    BlockedAddressError,
     GuardedResolver,
     blocked_text,
     literal_address,
@@ -47,9 +45,6 @@ _NEEDS_CLEANUP_CLOSED = sys.version_info < (3, 12, 8) or (3, 13, 0) <= sys.versi
 # Content-Length); Accept-Encoding in particular must not be sent because bodies are stored as
 # received (auto_decompress=False), not decompressed at CPU cost and bomb risk.
 _SKIP_AUTO_HEADERS = ("User-Agent", "Content-Type", "Accept", "Accept-Encoding")
-
-# Error texts go to the attempt log and the portal: one short line.
-_MAX_ERROR_CHARS = 200
 
 # Distinct per-endpoint timeouts are few; the bound only stops a pathological caller.
 _MAX_CACHED_TIMEOUTS = 256
@@ -276,7 +271,7 @@ class Sender:
             )
             body, truncated = await self._read_body(response)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            kind, text = _describe(exc, request.timeout, host)
+            kind, text = describe(exc, request.timeout, host)
             if response is None:
                 return _failure(kind, text, started)
             response.close()  # mid-body: the connection cannot be reused
@@ -344,68 +339,3 @@ def _failure(kind: ErrorKind, text: str, started: float) -> AttemptReport:
         duration=time.monotonic() - started,
         retry_after=None,
     )
-
-
-# errno → text for connection-level failures; anything else says "connection failed: <strerror>".
-_ERRNO_TEXT = {
-    errno.ECONNREFUSED: "connection refused",
-    errno.ECONNRESET: "connection reset",
-    errno.ECONNABORTED: "connection aborted",
-    errno.EPIPE: "connection closed by the receiver",
-    errno.EHOSTUNREACH: "host unreachable",
-    errno.ENETUNREACH: "network unreachable",
-}
-
-
-def _describe(exc: BaseException, timeout: float, host: str) -> tuple[ErrorKind, str]:
-    """The error kind and text for a failed send. Uses only the exception's own fields, never
-    ``str(exc)`` of aiohttp errors that embed request details."""
-    if isinstance(exc, TimeoutError):  # includes aiohttp's ServerTimeoutError
-        return ErrorKind.TIMEOUT, f"timed out after {timeout:g}s"
-    if isinstance(exc, aiohttp.ClientSSLError):
-        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-            cert = exc.certificate_error
-            detail = getattr(cert, "verify_message", None) or str(cert)
-            return ErrorKind.NETWORK, _short(f"TLS certificate verification failed: {detail}")
-        return ErrorKind.NETWORK, _short(f"TLS handshake failed: {_ssl_detail(exc.os_error)}")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        cause = exc.os_error
-        if isinstance(cause, BlockedAddressError):
-            return ErrorKind.BLOCKED, _short(str(cause))
-        if isinstance(exc, aiohttp.ClientConnectorDNSError):
-            detail = cause.strerror or type(cause).__name__
-            return ErrorKind.NETWORK, _short(f"DNS lookup failed for {host} ({detail})")
-        return _os_error(cause)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return ErrorKind.NETWORK, "server disconnected"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        # Raised for an unparsable status line or headers; ``message`` is the parser's complaint.
-        return ErrorKind.NETWORK, _short(f"invalid HTTP response: {exc.message}")
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return ErrorKind.NETWORK, "invalid HTTP response body"
-    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-        return ErrorKind.NETWORK, "invalid URL"
-    if isinstance(exc, ssl.SSLError):
-        return ErrorKind.NETWORK, _short(f"TLS error: {_ssl_detail(exc)}")
-    if isinstance(exc, OSError):  # ClientOSError and ClientConnectionResetError included
-        return _os_error(exc)
-    return ErrorKind.NETWORK, f"HTTP client error ({type(exc).__name__})"
-
-
-def _os_error(exc: OSError) -> tuple[ErrorKind, str]:
-    if exc.errno == errno.ETIMEDOUT:
-        return ErrorKind.TIMEOUT, "connection timed out"
-    text = _ERRNO_TEXT.get(exc.errno or 0)
-    if text is None and isinstance(exc, ConnectionResetError):
-        text = "connection reset"
-    return ErrorKind.NETWORK, text or _short(f"connection failed: {exc.strerror or exc}")
-
-
-def _ssl_detail(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)
-    return str(reason) if reason else str(exc)
-
-
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"
