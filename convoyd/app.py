@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import random
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from convoyd import __version__, logs
+from convoyd import __version__, logs, signals
 from convoyd.control.auth import AuthInterceptor, bootstrap_tokens
 from convoyd.control.decode import DecodeGuardInterceptor
 from convoyd.control.deliveries import DeliveryService
@@ -403,36 +402,15 @@ class App:
         log.debug("reload applied", extra={"log_level": new.log_level})
         return True
 
+    @property
+    def serving(self) -> bool:
+        """Started and not stopping: the state a reload applies to."""
+        return self._serving
+
+    async def wait_stopped(self) -> None:
+        """Returns once a stop has been requested."""
+        await self._stopped.wait()
+
     async def run(self) -> None:
         """Serves until SIGTERM or SIGINT (a second one exits at once); SIGHUP reloads."""
-        loop = asyncio.get_running_loop()
-        signals = 0
-
-        def on_signal(signum: int) -> None:
-            nonlocal signals
-            signals += 1
-            if signals > 1:
-                log.warning("second signal: exiting without waiting")
-                os._exit(1)
-            log.info("received %s: shutting down", signal.Signals(signum).name)
-            self.request_stop()
-
-        reloads: set[asyncio.Task[bool]] = set()
-
-        def on_hangup() -> None:
-            if not self._serving:
-                return  # starting or stopping: nothing to reload into
-            log.info("received SIGHUP: reloading the configuration")
-            task = loop.create_task(self.reload())
-            reloads.add(task)
-            task.add_done_callback(reloads.discard)
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, on_signal, signum)
-        loop.add_signal_handler(signal.SIGHUP, on_hangup)
-        await self.start()
-        try:
-            await self._stopped.wait()
-        finally:
-            await self.stop()
-            log.info("convoyd stopped")
+        await signals.serve(self)
