@@ -91,14 +91,19 @@ def duration(value: float) -> duration_pb2.Duration:
 
 
 def timestamp(value: float) -> timestamp_pb2.Timestamp:
-    # Microseconds: the store's precision, and free of float noise in the last digits.
-    out = timestamp_pb2.Timestamp()
-    out.FromMicroseconds(round(value * 1e6))
-    return out
+    # Microseconds: the store's precision, and free of float noise in the last digits. Built
+    # in one constructor call (FromMicroseconds costs a third more; every listed or created
+    # event and delivery carries one or more).
+    micros = round(value * 1e6)
+    return timestamp_pb2.Timestamp(seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1000)
 
 
 def timestamp_seconds(ts: timestamp_pb2.Timestamp) -> float:
     return ts.seconds + ts.nanos / 1e9
+
+
+def optional_time(msg: Any, name: str) -> float | None:
+    return timestamp_seconds(getattr(msg, name)) if msg.HasField(name) else None
 
 
 def _enum(value: int, table: Mapping[Any, Any], default: Any, field: str, out: _Violations) -> Any:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-from google.protobuf import timestamp_pb2
-
-from convoyd.control.convert import STATUS_TO_PB, duration, timestamp, timestamp_seconds
+from convoyd.control.convert import STATUS_TO_PB, duration, timestamp
 from convoyd.core.model import (
     Attempt,
     AttemptResult,
@@ -39,10 +36,6 @@ ATTEMPT_RESULT_TO_PB = {
 }
 
 
-# Ingest converts every event twice (request in, created event out), so these two skip the
-# work an empty field does not need: most events carry no headers of their own.
-
-
 def event_input_from_pb(msg: epb.CreateEventRequest) -> EventInput:
     return EventInput(
         endpoint_ids=tuple(msg.endpoint_ids),
@@ -50,27 +43,22 @@ def event_input_from_pb(msg: epb.CreateEventRequest) -> EventInput:
         event_type=msg.event_type,
         data=msg.data,
         idempotency_key=msg.idempotency_key,
-        headers=dict(msg.headers) if len(msg.headers) else {},
+        headers=dict(msg.headers),
     )
 
 
 def event_to_pb(event: Event) -> epb.Event:
-    micros = round(event.created_at * 1e6)
-    out = epb.Event(
+    return epb.Event(
         id=event.id,
         event_type=event.event_type,
         data=event.data,
         idempotency_key=event.idempotency_key,
-        endpoint_ids=event.endpoint_ids,
+        endpoint_ids=list(event.endpoint_ids),
         owner_id=event.owner_id,
-        created_at=timestamp_pb2.Timestamp(
-            seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1000
-        ),
+        headers=dict(event.headers),
+        created_at=timestamp(event.created_at),
         delivery_count=event.delivery_count,
     )
-    if event.headers:
-        out.headers.update(event.headers)
-    return out
 
 
 def delivery_statuses(values: Iterable[int], field: str = "statuses") -> tuple[DeliveryStatus, ...]:
@@ -81,10 +69,6 @@ def delivery_statuses(values: Iterable[int], field: str = "statuses") -> tuple[D
             raise ValidationError.single(f"{field}[{i}]", f"unknown value {value}")
         out.append(by_value[value])
     return tuple(out)
-
-
-def optional_time(msg: Any, name: str) -> float | None:
-    return timestamp_seconds(getattr(msg, name)) if msg.HasField(name) else None
 
 
 def delivery_to_pb(d: Delivery) -> dpb.Delivery:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from convoyd.control import convert_events
+from convoyd.control import convert, convert_events
 from convoyd.control.status import handles_errors, handles_stream_errors
 from convoyd.core.model import Delivery
 from convoyd.service.deliveries import DeliveryManager
@@ -22,8 +22,8 @@ def _query(request: Any) -> DeliveryQuery:
         endpoint_ids=(request.endpoint_id,) if request.endpoint_id else (),
         owner_id=request.owner_id,
         statuses=convert_events.delivery_statuses(request.statuses),
-        created_after=convert_events.optional_time(request, "created_after"),
-        created_before=convert_events.optional_time(request, "created_before"),
+        created_after=convert.optional_time(request, "created_after"),
+        created_before=convert.optional_time(request, "created_before"),
     )
 
 

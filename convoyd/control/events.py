@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from convoyd.control import convert_events
+from convoyd.control import convert, convert_events
 from convoyd.control.status import handles_errors
 from convoyd.service.events import EventManager
 from convoyd.store.base import EventQuery
@@ -43,8 +43,8 @@ class EventService(event_pb2_grpc.EventServiceServicer):
             event_type=request.event_type,
             owner_id=request.owner_id,
             endpoint_id=request.endpoint_id,
-            created_after=convert_events.optional_time(request, "created_after"),
-            created_before=convert_events.optional_time(request, "created_before"),
+            created_after=convert.optional_time(request, "created_after"),
+            created_before=convert.optional_time(request, "created_before"),
         )
         page = await self._manager.list(
             query, page_size=request.page_size, page_token=request.page_token

@@ -68,14 +68,13 @@ class Recorder:
         delivery_id = item.delivery.id
         if item.attempt is None:
             self._processing[delivery_id] = len(self._buffer)
-        else:
-            if self._running.pop(delivery_id, None) is not None:
-                pass  # finished before it was due to show as PROCESSING: never written
-            else:
-                at = self._processing.pop(delivery_id, None)
-                if at is not None:
-                    self._buffer[at] = item
-                    return
+        elif self._running.pop(delivery_id, None) is None:
+            # Shown as PROCESSING already; while that is not yet written, the outcome takes
+            # its place. (Found in _running: it ended before it was due to show as PROCESSING.)
+            at = self._processing.pop(delivery_id, None)
+            if at is not None:
+                self._buffer[at] = item
+                return
         self._buffer.append(item)
         self._idle.clear()
         self._has_items.set()

@@ -33,6 +33,7 @@ _INSERT_ATTEMPTS = (
     " SELECT * FROM (VALUES {values}) AS v"
     " WHERE EXISTS (SELECT 1 FROM deliveries AS d WHERE d.id = v.column2)"
 )
+# The values are rows of records.delivery_update_row, in its column order.
 _UPDATE_DELIVERIES = (
     "UPDATE deliveries SET status = v.column1, status_reason = v.column2,"
     " attempt_count = v.column3, attempt_limit = v.column4, next_attempt_at = v.column5,"
@@ -184,8 +185,6 @@ class EventTables(SqliteBase):
         return [records.delivery_from_row(r) for r in rows]
 
     async def record(self, batch: Sequence[AttemptRecord]) -> None:
-        # The delivery (and so its attempts) may have gone with its endpoint while the attempt
-        # was in flight: such an attempt is dropped instead of failing the whole batch.
         attempts = [records.attempt_to_row(r.attempt) for r in batch if r.attempt is not None]
         # One row per delivery, its latest state (a batch may hold two changes of one
         # delivery; UPDATE ... FROM would apply an arbitrary one of them).
