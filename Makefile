@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The daemon alone (make run) and the daemon plus the dev extra (make test and the checks).
+RUN_STAMP := $(VENV)/.run-stamp
 STAMP := $(VENV)/.installed-stamp
 BUF := tools/node_modules/.bin/buf
 NODE_STAMP := tools/node_modules/.installed-stamp
@@ -11,15 +13,19 @@ CHROMIUM_STAMP := $(VENV)/.chromium-stamp
 
 .PHONY: run test lint pytest node-test bench soak reliability gen check-gen proto-lint proto-breaking proto-dist fmt clean
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/convoyd serve
 
 test: lint pytest node-test
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "convoyd needs Python >= 3.11 ($(PYTHON) is older)"; exit 1; }
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
