@@ -127,6 +127,18 @@ def needs_current(args: argparse.Namespace) -> bool:
     return any(given) and not all(given)
 
 
+# Where each detail flag goes in the message of its strategy: (field, is a duration).
+_RETRY_FIELDS = {
+    "exponential": {
+        "retry_interval": ("initial_interval", True),
+        "retry_max_interval": ("max_interval", True),
+        "retry_multiplier": ("multiplier", False),
+        "retry_max": ("max_retries", False),
+    },
+    "linear": {"retry_interval": ("interval", True), "retry_max": ("max_retries", False)},
+}
+
+
 def retry_policy(args: argparse.Namespace) -> endpoint_pb2.RetryPolicy:
     """The RetryPolicy of the --retry flags; UsageError when they do not fit together."""
     given = {f for f in _RETRY_DETAIL_FLAGS if getattr(args, f) is not None}
@@ -139,23 +151,17 @@ def retry_policy(args: argparse.Namespace) -> endpoint_pb2.RetryPolicy:
     policy = endpoint_pb2.RetryPolicy()
     if args.retry_jitter is not None:
         policy.jitter = args.retry_jitter
-    if args.retry == "exponential":
-        exp = policy.exponential
-        exp.SetInParent()
-        if args.retry_interval is not None:
-            exp.initial_interval.CopyFrom(duration(args.retry_interval))
-        if args.retry_max_interval is not None:
-            exp.max_interval.CopyFrom(duration(args.retry_max_interval))
-        if args.retry_multiplier is not None:
-            exp.multiplier = args.retry_multiplier
-        if args.retry_max is not None:
-            exp.max_retries = args.retry_max
-    elif args.retry == "linear":
-        policy.linear.SetInParent()
-        if args.retry_interval is not None:
-            policy.linear.interval.CopyFrom(duration(args.retry_interval))
-        if args.retry_max is not None:
-            policy.linear.max_retries = args.retry_max
+    if args.retry in _RETRY_FIELDS:
+        strategy = getattr(policy, args.retry)
+        strategy.SetInParent()
+        for flag, (field, is_duration) in _RETRY_FIELDS[args.retry].items():
+            value = getattr(args, flag)
+            if value is None:
+                continue
+            if is_duration:
+                getattr(strategy, field).CopyFrom(duration(value))
+            else:
+                setattr(strategy, field, value)
     elif args.retry == "schedule":
         if not args.retry_delays:
             raise UsageError("--retry schedule needs --retry-delays, e.g. '5,300,1800'")
@@ -163,15 +169,35 @@ def retry_policy(args: argparse.Namespace) -> endpoint_pb2.RetryPolicy:
     return policy
 
 
+def _signature(
+    args: argparse.Namespace, current: endpoint_pb2.Endpoint | None
+) -> endpoint_pb2.SignatureConfig:
+    signature = endpoint_pb2.SignatureConfig()
+    if current is not None:
+        signature.CopyFrom(current.signature)
+    for flag, names in (("scheme", SCHEMES), ("hash", HASHES), ("encoding", ENCODINGS)):
+        if getattr(args, flag) is not None:
+            setattr(signature, flag, names[getattr(args, flag)])
+    return signature
+
+
+def _authentication(args: argparse.Namespace, ep: endpoint_pb2.Endpoint, mask: list[str]) -> None:
+    if args.auth_header == "" and args.auth_value is None:
+        ep.authentication.SetInParent()  # no method: an update removes the authentication
+    elif "authentication" in mask:
+        if not args.auth_header or args.auth_value is None:
+            raise UsageError("--auth-header and --auth-value go together (--auth-header '' clears)")
+        ep.authentication.api_key.header_name = args.auth_header
+        ep.authentication.api_key.header_value = args.auth_value
+
+
 def endpoint_from_args(
     args: argparse.Namespace, current: endpoint_pb2.Endpoint | None = None
 ) -> endpoint_pb2.Endpoint:
     """An Endpoint holding the flags' values; ``current`` supplies a partial signature's rest."""
     ep = endpoint_pb2.Endpoint()
-    for flag in ("url", "name", "description", "owner_id", "content_type"):
-        if getattr(args, flag) is not None:
-            setattr(ep, flag, getattr(args, flag))
-    for flag in ("rate_limit", "max_concurrency"):
+    plain = ("url", "name", "description", "owner_id", "content_type")
+    for flag in (*plain, "rate_limit", "max_concurrency"):
         if getattr(args, flag) is not None:
             setattr(ep, flag, getattr(args, flag))
     for flag in ("http_timeout", "rate_limit_duration"):
@@ -185,22 +211,9 @@ def endpoint_from_args(
     if "retry_policy" in mask:
         ep.retry_policy.CopyFrom(retry_policy(args))
     if "signature" in mask:
-        if current is not None:
-            ep.signature.CopyFrom(current.signature)
+        ep.signature.CopyFrom(_signature(args, current))
         ep.signature.SetInParent()
-        if args.scheme is not None:
-            ep.signature.scheme = SCHEMES[args.scheme]
-        if args.hash is not None:
-            ep.signature.hash = HASHES[args.hash]
-        if args.encoding is not None:
-            ep.signature.encoding = ENCODINGS[args.encoding]
-    if args.auth_header == "" and args.auth_value is None:
-        ep.authentication.SetInParent()  # no method: an update removes the authentication
-    elif "authentication" in mask:
-        if not args.auth_header or args.auth_value is None:
-            raise UsageError("--auth-header and --auth-value go together (--auth-header '' clears)")
-        ep.authentication.api_key.header_name = args.auth_header
-        ep.authentication.api_key.header_value = args.auth_value
+    _authentication(args, ep, mask)
     return ep
 
 
