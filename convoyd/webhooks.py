@@ -48,9 +48,9 @@ import hashlib
 import hmac
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
+from convoyd.core import signing
 from convoyd.core.model import SignatureEncoding, SignatureHash, SignatureScheme
 
 __all__ = [
@@ -65,11 +65,6 @@ __all__ = [
     "verify",
 ]
 
-_STANDARD_PREFIX = "whsec_"
-_DIGESTS: dict[SignatureHash, Callable[..., Any]] = {
-    SignatureHash.SHA256: hashlib.sha256,
-    SignatureHash.SHA512: hashlib.sha512,
-}
 # Unix seconds as ASCII digits only: int() would also take "+1", " 1", "1_0" and non-ASCII digits.
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
 # Convoy numbers signature versions v1..vN when a project has several hash/encoding pairs;
@@ -133,33 +128,14 @@ def verify(
     lowered = {name.lower(): value for name, value in headers.items()}
     if now is None:
         now = time.time()
-
     if scheme == SignatureScheme.STANDARD:
-        keys = [_standard_key(secret) for secret in candidates]
-        msg_id = _require(lowered, "webhook-id")
-        raw_ts = _require(lowered, "webhook-timestamp")
-        header = _require(lowered, "webhook-signature")
-        _check_timestamp(raw_ts, "webhook-timestamp", now, tolerance)
-        received = _parse_standard(header)
-        # The timestamp is signed as the sender wrote it, so sign the header text, not int().
-        signed = f"{msg_id}.{raw_ts}.".encode() + body
-        expected = [hmac.digest(key, signed, hashlib.sha256) for key in keys]
+        received, expected = _standard(body, lowered, candidates, now, tolerance)
     elif scheme in (SignatureScheme.CONVOY_SIMPLE, SignatureScheme.CONVOY_ADVANCED):
-        keys = [secret.encode("utf-8") for secret in candidates]
-        digest = _DIGESTS[SignatureHash(hash)]
-        header = _require(lowered, "X-Convoy-Signature")
-        if scheme == SignatureScheme.CONVOY_SIMPLE:
-            received = [_decode(header.strip(), SignatureEncoding(encoding))]
-            signed = body
-        else:
-            raw_ts, raw_sigs = _parse_advanced(header)
-            _check_timestamp(raw_ts, "X-Convoy-Signature t", now, tolerance)
-            received = [_decode(sig, SignatureEncoding(encoding)) for sig in raw_sigs]
-            signed = f"{raw_ts},".encode() + body
-        expected = [hmac.digest(key, signed, digest) for key in keys]
+        received, expected = _convoy(
+            body, lowered, candidates, SignatureScheme(scheme), hash, encoding, now, tolerance
+        )
     else:
         raise ValueError(f"unknown signature scheme {scheme!r}")
-
     matched = False
     for want in expected:
         for got in received:
@@ -167,6 +143,45 @@ def verify(
             matched |= hmac.compare_digest(want, got)
     if not matched:
         raise InvalidSignatureError("no signature matches the given secret(s)")
+
+
+def _standard(
+    body: bytes, lowered: Mapping[str, str], secrets: list[str], now: float, tolerance: float
+) -> tuple[list[bytes], list[bytes]]:
+    """The signatures a STANDARD request carries and the ones ``secrets`` would make."""
+    keys = [_standard_key(secret) for secret in secrets]
+    msg_id = _require(lowered, "webhook-id")
+    raw_ts = _require(lowered, "webhook-timestamp")
+    header = _require(lowered, signing.STANDARD_HEADER)
+    _check_timestamp(raw_ts, "webhook-timestamp", now, tolerance)
+    received = _parse_standard(header)
+    signed = signing.signed_content(SignatureScheme.STANDARD, msg_id, raw_ts, body)
+    return received, [hmac.digest(key, signed, hashlib.sha256) for key in keys]
+
+
+def _convoy(
+    body: bytes,
+    lowered: Mapping[str, str],
+    secrets: list[str],
+    scheme: SignatureScheme,
+    hash: SignatureHash,
+    encoding: SignatureEncoding,
+    now: float,
+    tolerance: float,
+) -> tuple[list[bytes], list[bytes]]:
+    """The signatures a Convoy-scheme request carries and the ones ``secrets`` would make."""
+    keys = [secret.encode("utf-8") for secret in secrets]
+    digest = signing.DIGESTS[SignatureHash(hash)]
+    header = _require(lowered, signing.CONVOY_HEADER)
+    if scheme == SignatureScheme.CONVOY_SIMPLE:
+        received = [_decode(header.strip(), SignatureEncoding(encoding))]
+        raw_ts = ""
+    else:
+        raw_ts, raw_sigs = _parse_advanced(header)
+        _check_timestamp(raw_ts, "X-Convoy-Signature t", now, tolerance)
+        received = [_decode(sig, SignatureEncoding(encoding)) for sig in raw_sigs]
+    signed = signing.signed_content(scheme, "", raw_ts, body)
+    return received, [hmac.digest(key, signed, digest) for key in keys]
 
 
 def _require(lowered: Mapping[str, str], name: str) -> str:
@@ -177,11 +192,10 @@ def _require(lowered: Mapping[str, str], name: str) -> str:
 
 
 def _standard_key(secret: str) -> bytes:
-    b64 = secret.removeprefix(_STANDARD_PREFIX)
+    # Looser than what convoyd generates (24..64 bytes): any non-empty key a sender may use.
     try:
-        # Padding may be missing, as the standardwebhooks libraries allow.
-        key = binascii.a2b_base64((b64 + "=" * (-len(b64) % 4)).encode("ascii"), strict_mode=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
+        key = signing.decode_base64_key(secret.removeprefix(signing.STANDARD_PREFIX))
+    except ValueError:
         raise ValueError("a STANDARD secret must be whsec_<base64> or base64") from None
     if not key:
         raise ValueError("a STANDARD secret must not be empty")

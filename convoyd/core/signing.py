@@ -80,16 +80,23 @@ def generate_secret(rng: random.Random) -> str:
     return STANDARD_PREFIX + _b64(rng.randbytes(GENERATED_KEY_BYTES))
 
 
+def decode_base64_key(b64: str) -> bytes:
+    """The bytes of base64 text, padding optional (as the standardwebhooks libraries take it).
+
+    Raises ``ValueError`` (without echoing the input) when it is not base64.
+    """
+    try:
+        return binascii.a2b_base64((b64 + "=" * (-len(b64) % 4)).encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise ValueError("secret is not valid base64") from None
+
+
 def decode_standard_key(b64: str) -> bytes:
     """The key bytes of the base64 part of a Standard Webhooks secret (padding optional).
 
     Raises ``ValueError`` (without echoing the input) when it is not base64 or not 24..64 bytes.
     """
-    try:
-        # Missing padding is tolerated the way the standardwebhooks libraries tolerate it.
-        key = binascii.a2b_base64((b64 + "=" * (-len(b64) % 4)).encode("ascii"), strict_mode=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise ValueError("secret is not valid base64") from None
+    key = decode_base64_key(b64)
     if not STANDARD_KEY_MIN <= len(key) <= STANDARD_KEY_MAX:
         raise ValueError(
             f"secret must decode to {STANDARD_KEY_MIN}..{STANDARD_KEY_MAX} bytes, not {len(key)}"
@@ -148,6 +155,18 @@ def signing_secrets(scheme: SignatureScheme, secrets: Sequence[Secret], now: flo
     return live
 
 
+def signed_content(scheme: SignatureScheme, msg_id: str, timestamp: str, body: bytes) -> bytes:
+    """The bytes an HMAC covers under ``scheme``, for the sender and the receiver alike.
+
+    ``timestamp`` is the header's text: a receiver signs what was sent, not ``int()`` of it.
+    """
+    if scheme == SignatureScheme.STANDARD:
+        return f"{msg_id}.{timestamp}.".encode() + body
+    if scheme == SignatureScheme.CONVOY_ADVANCED:
+        return f"{timestamp},".encode() + body
+    return body
+
+
 def signature_headers(
     config: SignatureConfig,
     keys: Sequence[bytes],
@@ -165,7 +184,7 @@ def signature_headers(
         raise ValueError("no live signing secret")
     scheme = config.scheme
     if scheme == SignatureScheme.STANDARD:
-        signed = f"{msg_id}.{timestamp}.".encode() + body
+        signed = signed_content(scheme, msg_id, str(timestamp), body)
         sha256 = hashlib.sha256
         value = " ".join(["v1," + _b64(hmac.digest(k, signed, sha256)) for k in keys])
         return [(STANDARD_HEADER, value)]
@@ -176,7 +195,7 @@ def signature_headers(
     if scheme != SignatureScheme.CONVOY_ADVANCED:
         raise ValueError(f"unknown signature scheme {scheme!r}")
     ts = str(timestamp)
-    signed = (ts + ",").encode() + body
+    signed = signed_content(scheme, msg_id, ts, body)
     parts = ["t=" + ts]
     parts.extend(["v1=" + encode(hmac.digest(k, signed, digest)) for k in keys])
     return [(CONVOY_HEADER, ",".join(parts))]
