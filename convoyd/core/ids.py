@@ -1,4 +1,10 @@
-"""Time-ordered, prefixed resource ids ("ep_01J…"): sortable by creation, unguessable."""
+"""Time-ordered, prefixed resource ids ("ep_01J…"): sortable by creation, not secret.
+
+The 80 random bits come from whatever generator the caller passes in; the daemon passes a
+PRNG seeded once from the OS, so ids are unique but can be predicted by someone who learns its
+state. That is safe because an id is never a credential: every read and write through an id is
+checked against the caller's token or portal scope. Secrets and tokens use ``SystemRandom``.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,6 @@ import random
 # Crockford's base32, as ULID uses: no I, L, O, U, so ids read aloud without confusion.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ID_CHARS = frozenset(_ALPHABET)
-
-PREFIXES = ("ep", "sec", "ev", "dl", "at", "pl", "ps", "tok")
-
 
 # Every pair of digits (10 bits): two ids per accepted event make the digit loop a hot spot.
 _PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)

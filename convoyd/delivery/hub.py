@@ -1,4 +1,4 @@
-"""Live fan-out of committed changes to WatchDeliveries streams (and, later, the portal)."""
+"""Live fan-out of committed changes to WatchDeliveries streams."""
 
 from __future__ import annotations
 

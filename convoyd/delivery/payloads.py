@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Sequence
 
 from convoyd.store.base import Payload, Store
 
@@ -34,12 +33,6 @@ class PayloadCache:
         while self._size > self._budget and len(self._items) > 1:
             _, evicted = self._items.popitem(last=False)
             self._size -= len(evicted.data)
-
-    def forget(self, event_ids: Sequence[str]) -> None:
-        for event_id in event_ids:
-            payload = self._items.pop(event_id, None)
-            if payload is not None:
-                self._size -= len(payload.data)
 
     async def get(self, event_id: str) -> Payload | None:
         """The payload, or None if the event no longer exists."""
