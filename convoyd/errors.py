@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class ConvoydError(Exception):
@@ -60,3 +63,20 @@ class UnavailableError(ConvoydError):
 
 class ConfigError(ConvoydError):
     """The configuration is invalid; the message names the key and the source."""
+
+
+class StartupError(ConvoydError):
+    """convoyd cannot start; the message says what and where, in one line."""
+
+
+class BackupError(ConvoydError):
+    """The backup was not made; the message says why."""
+
+
+def mapped(table: Mapping[type[ConvoydError], T], exc: ConvoydError, default: T) -> T:
+    """What an edge's table says for ``exc``: its own class, else its nearest base, else
+    ``default``. Each edge (gRPC, the portal) keeps one such table."""
+    for cls in type(exc).__mro__:
+        if cls in table:
+            return table[cls]
+    return default

@@ -30,10 +30,7 @@ STATUS_OF: dict[type[errors.ConvoydError], grpc.StatusCode] = {
 
 
 def code_of(exc: errors.ConvoydError) -> grpc.StatusCode:
-    for cls in type(exc).__mro__:
-        if cls in STATUS_OF and issubclass(cls, errors.ConvoydError):
-            return STATUS_OF[cls]
-    return grpc.StatusCode.INTERNAL
+    return errors.mapped(STATUS_OF, exc, grpc.StatusCode.INTERNAL)
 
 
 def to_status(exc: errors.ConvoydError) -> grpc.Status:
@@ -58,6 +55,16 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 G = TypeVar("G", bound=Callable[..., AsyncIterator[Any]])
 
 
+async def _abort(context: Any, exc: Exception, method: Callable[..., Any]) -> None:
+    """Ends the call with the status of ``exc``: its own for a ConvoydError, else INTERNAL
+    (logged, with nothing of the exception told to the caller)."""
+    if isinstance(exc, errors.ConvoydError):
+        await context.abort_with_status(to_status(exc))
+        return
+    log.error("unexpected error in %s", method.__qualname__, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the daemon's log")
+
+
 def handles_errors(method: F) -> F:
     """Turns ConvoydError into its status; anything else is logged and becomes INTERNAL."""
 
@@ -65,11 +72,8 @@ def handles_errors(method: F) -> F:
     async def wrapper(self: Any, request: Any, context: Any) -> Any:
         try:
             return await method(self, request, context)
-        except errors.ConvoydError as exc:
-            await context.abort_with_status(to_status(exc))
-        except Exception:
-            log.exception("unexpected error in %s", method.__qualname__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the daemon's log")
+        except Exception as exc:
+            await _abort(context, exc, method)
 
     return wrapper  # type: ignore[return-value]
 
@@ -82,10 +86,7 @@ def handles_stream_errors(method: G) -> G:
         try:
             async for item in method(self, request, context):
                 yield item
-        except errors.ConvoydError as exc:
-            await context.abort_with_status(to_status(exc))
-        except Exception:
-            log.exception("unexpected error in %s", method.__qualname__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the daemon's log")
+        except Exception as exc:
+            await _abort(context, exc, method)
 
     return wrapper  # type: ignore[return-value]

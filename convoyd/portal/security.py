@@ -14,12 +14,16 @@ from aiohttp import web
 
 from convoyd.core.model import PortalLink, PortalLinkKind
 from convoyd.errors import (
+    AlreadyExistsError,
     ConvoydError,
     FailedPreconditionError,
     NotFoundError,
     PermissionDeniedError,
+    ResourceExhaustedError,
     UnauthenticatedError,
+    UnavailableError,
     ValidationError,
+    mapped,
 )
 from convoyd.portal import context
 from convoyd.portal.context import Viewer
@@ -83,20 +87,31 @@ def _secure(request: web.Request, response: web.StreamResponse) -> None:
         headers["X-Frame-Options"] = frame_options
 
 
+# The portal's one table of errors: HTTP status and page title for each domain error (the
+# message is the error's own); the two whose text the customer should not see get a fixed page.
+PAGE_OF: dict[type[ConvoydError], tuple[int, str]] = {
+    ValidationError: (400, "That did not work"),
+    PermissionDeniedError: (403, "Not allowed"),
+    FailedPreconditionError: (409, "That is not possible now"),
+    AlreadyExistsError: (409, "That exists already"),
+    ResourceExhaustedError: (429, "Too much at once"),
+    UnavailableError: (503, "Not available right now"),
+}
+_FIXED_PAGES: dict[type[ConvoydError], tuple[tuple[str, str, str], int]] = {
+    NotFoundError: (NOT_FOUND, 404),
+    UnauthenticatedError: (SESSION_ENDED, 403),
+}
+
+
 def error_page(request: web.Request, exc: ConvoydError) -> web.Response:
     """The page for an error no handler dealt with itself."""
     chrome = context.chrome_of(request)
-    if isinstance(exc, NotFoundError):
-        return _message(NOT_FOUND, chrome, status=404)
-    if isinstance(exc, UnauthenticatedError):
-        return _message(SESSION_ENDED, None, status=403)
-    if isinstance(exc, PermissionDeniedError):
-        return message_page("Not allowed", str(exc), chrome, status=403)
-    if isinstance(exc, ValidationError):
-        return message_page("That did not work", str(exc), chrome, status=400)
-    if isinstance(exc, FailedPreconditionError):
-        return message_page("That is not possible now", str(exc), chrome, status=409)
-    return message_page("That did not work", str(exc), chrome, status=503)
+    fixed = mapped(_FIXED_PAGES, exc, None)
+    if fixed is not None:
+        what, status = fixed
+        return _message(what, chrome if status == 404 else None, status=status)
+    status, title = mapped(PAGE_OF, exc, (500, "Something went wrong"))
+    return message_page(title, str(exc), chrome, status=status)
 
 
 @web.middleware

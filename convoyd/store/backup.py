@@ -13,11 +13,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from convoyd.errors import ConvoydError
-
-
-class BackupError(ConvoydError):
-    """The backup was not made; the message says why."""
+from convoyd.errors import BackupError
 
 
 def backup(database: Path, target: Path, *, force: bool = False) -> int:
