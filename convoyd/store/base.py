@@ -108,6 +108,9 @@ class StatusCounts:
 
 
 class Store(Protocol):
+    """Read-your-writes: once a write method has returned, every read that starts after it,
+    from any caller, sees that write (or a later state), never an older snapshot."""
+
     async def open(self) -> None:
         """Connects and applies pending migrations."""
 

@@ -1,8 +1,10 @@
-"""Endpoint rows and their secrets, read and written on the writer's connection."""
+"""Endpoint rows and their secrets, on the writer's connection or in one read of the reader's."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections import defaultdict
+from typing import Any
 
 from convoyd.core.model import Endpoint, Secret
 from convoyd.errors import NotFoundError
@@ -26,6 +28,27 @@ def read_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> Endpoint:
     if row is None:
         raise NotFoundError(f"endpoint {endpoint_id} not found")
     return codec.endpoint_from_row(row, load_secrets(conn, endpoint_id))
+
+
+def read_endpoints(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Endpoint]:
+    """The endpoints ``sql`` selects (codec.ENDPOINT_COLUMNS), with their secrets, on ``conn``:
+    in one transaction, so each endpoint comes with the secrets it had then."""
+    rows = conn.execute(sql, params).fetchall()
+    if not rows:
+        return []
+    ids = [r[0] for r in rows]
+    by_endpoint: dict[str, list[Secret]] = defaultdict(list)
+    for start in range(0, len(ids), 500):  # stay far below SQLite's bound-parameter limit
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        secret_rows = conn.execute(
+            f"SELECT {codec.SECRET_COLUMNS} FROM endpoint_secrets"  # noqa: S608 - placeholders only
+            f" WHERE endpoint_id IN ({marks}) ORDER BY created_at DESC, id DESC",
+            chunk,
+        ).fetchall()
+        for r in secret_rows:
+            by_endpoint[r[1]].append(codec.secret_from_row(r))
+    return [codec.endpoint_from_row(r, tuple(by_endpoint[r[0]])) for r in rows]
 
 
 def write_endpoint(conn: sqlite3.Connection, ep: Endpoint, *, insert: bool) -> None:

@@ -1,4 +1,4 @@
-"""The embedded SQLite store: WAL, one writer thread with group commit, aiosqlite for reads.
+"""The embedded SQLite store: WAL, one writer thread with group commit, one reader thread.
 
 ``SqliteStore`` is the whole Store protocol: the connections (sqlite_base), events and
 deliveries (sqlite_events), and here endpoints, control-plane tokens and portal links.
@@ -7,14 +7,13 @@ deliveries (sqlite_events), and here endpoints, control-plane tokens and portal 
 from __future__ import annotations
 
 import sqlite3
-from collections import defaultdict
 from typing import Any
 
-from convoyd.core.model import Endpoint, EndpointStatus, PortalLink, PortalSession, Secret
+from convoyd.core.model import Endpoint, EndpointStatus, PortalLink, PortalSession
 from convoyd.errors import NotFoundError
 from convoyd.store import codec, portal_sql
 from convoyd.store.base import ApiToken, EndpointChange, PortalLinkChange, PortalOpen
-from convoyd.store.endpoint_sql import read_endpoint, write_endpoint
+from convoyd.store.endpoint_sql import read_endpoint, read_endpoints, write_endpoint
 from convoyd.store.sqlite_base import DB_FILE, SqliteBase, apply_migrations
 from convoyd.store.sqlite_events import EventTables
 
@@ -22,32 +21,20 @@ __all__ = ["DB_FILE", "SqliteBase", "SqliteStore", "apply_migrations"]
 
 
 class SqliteStore(EventTables):
-    async def _endpoints_from_rows(self, rows: list[Any]) -> list[Endpoint]:
-        if not rows:
-            return []
-        ids = [r[0] for r in rows]
-        marks = ",".join("?" * len(ids))
-        secret_rows = await self._fetchall(
-            f"SELECT {codec.SECRET_COLUMNS} FROM endpoint_secrets WHERE endpoint_id IN ({marks})"  # noqa: S608 - placeholders only
-            " ORDER BY created_at DESC, id DESC",
-            tuple(ids),
-        )
-        by_endpoint: dict[str, list[Secret]] = defaultdict(list)
-        for r in secret_rows:
-            by_endpoint[r[1]].append(codec.secret_from_row(r))
-        return [codec.endpoint_from_row(r, tuple(by_endpoint[r[0]])) for r in rows]
+    async def _endpoints(self, sql: str, params: tuple[Any, ...]) -> list[Endpoint]:
+        return await self._reader.run(lambda conn: read_endpoints(conn, sql, params))
 
     async def insert_endpoint(self, endpoint: Endpoint) -> None:
         await self._writer.run(lambda conn: write_endpoint(conn, endpoint, insert=True))
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint:
-        rows = await self._fetchall(
+        found = await self._endpoints(
             f"SELECT {codec.ENDPOINT_COLUMNS} FROM endpoints WHERE id = ?",  # noqa: S608 - constant column list
             (endpoint_id,),
         )
-        if not rows:
+        if not found:
             raise NotFoundError(f"endpoint {endpoint_id} not found")
-        return (await self._endpoints_from_rows(rows))[0]
+        return found[0]
 
     async def list_endpoints(
         self,
@@ -68,11 +55,10 @@ class SqliteStore(EventTables):
             where.append("id < ?")
             params.append(before_id)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = await self._fetchall(
+        return await self._endpoints(
             f"SELECT {codec.ENDPOINT_COLUMNS} FROM endpoints {clause} ORDER BY id DESC LIMIT ?",  # noqa: S608 - clauses are constants, values are bound
             (*params, limit),
         )
-        return await self._endpoints_from_rows(rows)
 
     async def modify_endpoint(self, endpoint_id: str, change: EndpointChange) -> Endpoint:
         def job(conn: sqlite3.Connection) -> Endpoint:

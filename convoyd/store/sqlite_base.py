@@ -1,4 +1,9 @@
-"""The SQLite store's connections: migrations, the single writer, and the read connection."""
+"""The SQLite store's connections: migrations, the single writer, and the read connection.
+
+Read-your-writes: the writer settles a call only after its COMMIT, and every read runs in a
+read transaction of its own that begins after the read was asked for (reader.py), so a read
+sees every write whose call had returned before it.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
 from convoyd.errors import UnavailableError
 from convoyd.store.migrations import LATEST, MIGRATIONS
+from convoyd.store.reader import Reader
 from convoyd.store.writer import Writer, connect
 
 DB_FILE = "convoyd.db"
@@ -46,24 +50,17 @@ class SqliteBase:
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / DB_FILE
         self._writer = Writer(self.path)
-        self._reader: aiosqlite.Connection | None = None
+        self._reader = Reader(self.path)
 
     async def open(self) -> None:
         await asyncio.to_thread(apply_migrations, self.path)
         self._writer.start()
-        reader = await aiosqlite.connect(self.path)
-        await reader.execute("PRAGMA busy_timeout = 5000")
-        await reader.execute("PRAGMA foreign_keys = ON")
-        self._reader = reader
+        self._reader.start()
 
     async def close(self) -> None:
         await self._writer.stop()
-        if self._reader is not None:
-            await self._reader.close()
-            self._reader = None
+        await self._reader.stop()
 
     async def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        if self._reader is None:
-            raise UnavailableError("the store is closed")
-        async with self._reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        """The rows of one statement, read in a transaction of its own."""
+        return await self._reader.fetchall(sql, params)

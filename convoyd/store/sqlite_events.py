@@ -98,17 +98,24 @@ class EventTables(SqliteBase):
         return [records.event_from_row(r) for r in rows]
 
     async def load_payloads(self, event_ids: Sequence[str]) -> dict[str, Payload]:
-        out: dict[str, Payload] = {}
         ids = list(dict.fromkeys(event_ids))
-        for start in range(0, len(ids), 500):  # stay far below SQLite's bound-parameter limit
-            chunk = ids[start : start + 500]
-            rows = await self._fetchall(
-                f"SELECT id, data, headers FROM events WHERE id IN ({','.join('?' * len(chunk))})",  # noqa: S608 - placeholders only
-                tuple(chunk),
-            )
-            for event_id, data, headers in rows:
-                out[event_id] = Payload(data=data, headers=json.loads(headers))
-        return out
+
+        def job(conn: sqlite3.Connection) -> list[Any]:
+            rows: list[Any] = []
+            for start in range(0, len(ids), 500):  # stay far below SQLite's bound-parameter limit
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows += conn.execute(
+                    f"SELECT id, data, headers FROM events WHERE id IN ({marks})",  # noqa: S608 - placeholders only
+                    chunk,
+                ).fetchall()
+            return rows
+
+        rows = await self._reader.run(job) if ids else []
+        return {
+            event_id: Payload(data=data, headers=json.loads(headers))
+            for event_id, data, headers in rows
+        }
 
     # -- deliveries -----------------------------------------------------------------------
 

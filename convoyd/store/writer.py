@@ -60,9 +60,11 @@ class Writer:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
+        self._closing = False
 
     def start(self) -> None:
         self._conn = connect(self._path)
+        self._closing = False
         self._thread = threading.Thread(target=self._run, name="convoyd-store-writer", daemon=True)
         self._thread.start()
 
@@ -70,13 +72,14 @@ class Writer:
         """Finishes the queued jobs, then closes the connection."""
         if self._thread is None:
             return
+        self._closing = True  # a job put behind _STOP would never be run
         self._queue.put(_STOP)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
 
     async def run(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """Runs ``job`` in the next group transaction and returns what it returned."""
-        if self._thread is None:
+        if self._thread is None or self._closing:
             raise UnavailableError("the store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
@@ -131,10 +134,11 @@ class Writer:
         for loop, items in by_loop.items():
             # A closed loop (RuntimeError) means nobody is waiting any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, items)
+                loop.call_soon_threadsafe(settle, items)
 
 
-def _settle(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+def settle(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    """Resolves a batch's futures (ok: the value is the result, else the exception)."""
     for future, ok, value in items:
         if future.done():  # the caller was cancelled; the write happened all the same
             continue
