@@ -221,6 +221,13 @@ class Metrics:
             buckets=DELAY_BUCKETS,
             registry=registry,
         )
+        self.attempt_errors = Counter(
+            "convoyd_attempt_errors",
+            "Attempts that failed inside convoyd, not on the network: the request could not be"
+            " built or sent, or a sender worker died or did not answer. Each is also counted in"
+            " convoyd_attempts as a network error.",
+            registry=registry,
+        )
         self.rate_limit_waits = Counter(
             "convoyd_rate_limit_waits",
             "Times an endpoint's queue had to wait for its rate limit.",
@@ -335,6 +342,10 @@ class Metrics:
         self.attempt_duration.observe(duration)
         if result is AttemptResult.BLOCKED:
             self.ssrf_blocks.inc()
+
+    def attempt_error(self) -> None:
+        """One of those attempts failed inside convoyd (see attempt_errors)."""
+        self.attempt_errors.inc()
 
     def delivery_succeeded(self, delay: float) -> None:
         self._outcomes["success"].inc()

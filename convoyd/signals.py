@@ -1,5 +1,9 @@
 """How the daemon process answers signals: SIGTERM and SIGINT stop it gracefully (a second one
-exits at once), SIGHUP reloads the configuration."""
+exits at once), SIGHUP reloads the configuration.
+
+The code knows the daemon only as ``Daemon``, the few calls it makes (grpclib's
+``graceful_exit`` over ``IClosable`` is the model), and puts the default handlers back when the
+daemon has stopped."""
 
 from __future__ import annotations
 
@@ -7,15 +11,30 @@ import asyncio
 import logging
 import os
 import signal
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from convoyd.app import App
+from typing import Protocol
 
 log = logging.getLogger("convoyd.app")  # the daemon's lifecycle lines, as before
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-async def serve(app: App) -> None:
+class Daemon(Protocol):
+    """What signal handling needs of a daemon (convoyd.app.App is one)."""
+
+    @property
+    def serving(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def request_stop(self) -> None: ...
+
+    async def wait_stopped(self) -> None: ...
+
+    async def reload(self) -> bool: ...
+
+
+async def serve(app: Daemon) -> None:
     """Starts ``app``, serves until SIGTERM or SIGINT, then stops it; SIGHUP reloads."""
     loop = asyncio.get_running_loop()
     signals = 0
@@ -42,9 +61,13 @@ async def serve(app: App) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    await app.start()
     try:
-        await app.wait_stopped()
+        await app.start()
+        try:
+            await app.wait_stopped()
+        finally:
+            await app.stop()
+            log.info("convoyd stopped")
     finally:
-        await app.stop()
-        log.info("convoyd stopped")
+        for signum in SIGNALS:
+            loop.remove_signal_handler(signum)

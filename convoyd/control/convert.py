@@ -24,8 +24,10 @@ from convoyd.core.model import (
     SignatureHash,
     SignatureScheme,
 )
-from convoyd.core.validation import MASK
+from convoyd.core.request import redact_map
+from convoyd.core.validation import MASK, excerpt
 from convoyd.errors import FieldViolation, ValidationError
+from convoyd.service.endpoints import UPDATABLE_FIELDS
 from convoyd.v1 import endpoint_pb2 as pb
 
 STATUS_TO_PB = {
@@ -52,24 +54,10 @@ ENCODING_TO_PB = {
 }
 ENCODING_FROM_PB = {v: k for k, v in ENCODING_TO_PB.items()}
 
-# Mask paths of the API (Endpoint field names) → EndpointSpec field names.
-MASK_TO_SPEC = {
-    "name": "name",
-    "description": "description",
-    "url": "url",
-    "owner_id": "owner_id",
-    "event_types": "event_types",
-    "http_timeout": "http_timeout",
-    "rate_limit": "rate_limit",
-    "rate_limit_duration": "rate_limit_duration",
-    "retry_policy": "retry_policy",
-    "signature": "signature",
-    "authentication": "auth",
-    "headers": "headers",
-    "content_type": "content_type",
-    "max_concurrency": "max_concurrency",
-}
-SPEC_TO_MASK = {v: k for k, v in MASK_TO_SPEC.items()}
+# Mask paths of the API (Endpoint field names) → EndpointSpec field names: the fields the
+# service lets an update replace, under their API names.
+_API_NAME = {"auth": "authentication"}
+MASK_TO_SPEC = {_API_NAME.get(field, field): field for field in UPDATABLE_FIELDS}
 
 
 class _Violations:
@@ -80,8 +68,34 @@ class _Violations:
         self.items.append(FieldViolation(field, description))
 
 
+# google.protobuf.Timestamp and Duration as their definitions bound them; the wire carries any
+# int64, and a time past year 9999 overflows the store's integer microseconds.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
+MAX_TIMESTAMP_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
+MAX_DURATION_SECONDS = 315_576_000_000  # about 10,000 years
+_MAX_NANOS = 999_999_999
+
+
 def seconds(d: duration_pb2.Duration) -> float:
     return d.seconds + d.nanos / 1e9
+
+
+def duration_problem(d: duration_pb2.Duration) -> str | None:
+    """Why ``d`` is not a valid google.protobuf.Duration, or None."""
+    if not -MAX_DURATION_SECONDS <= d.seconds <= MAX_DURATION_SECONDS:
+        return f"seconds must be within ±{MAX_DURATION_SECONDS}"
+    if not -_MAX_NANOS <= d.nanos <= _MAX_NANOS:
+        return f"nanos must be within ±{_MAX_NANOS}"
+    if (d.seconds < 0 < d.nanos) or (d.nanos < 0 < d.seconds):
+        return "seconds and nanos must have the same sign"
+    return None
+
+
+def duration_seconds(d: duration_pb2.Duration, field: str) -> float:
+    """A request's Duration in seconds; ValidationError naming ``field`` if it is invalid."""
+    if (problem := duration_problem(d)) is not None:
+        raise ValidationError.single(field, f"is not a valid duration: {problem}")
+    return seconds(d)
 
 
 def duration(value: float) -> duration_pb2.Duration:
@@ -103,7 +117,16 @@ def timestamp_seconds(ts: timestamp_pb2.Timestamp) -> float:
 
 
 def optional_time(msg: Any, name: str) -> float | None:
-    return timestamp_seconds(getattr(msg, name)) if msg.HasField(name) else None
+    """A request's optional Timestamp field in seconds; ValidationError naming it when it is
+    outside the years 0001-9999 or its nanos are not 0-999,999,999."""
+    if not msg.HasField(name):
+        return None
+    ts = getattr(msg, name)
+    if not MIN_TIMESTAMP_SECONDS <= ts.seconds <= MAX_TIMESTAMP_SECONDS:
+        raise ValidationError.single(name, "must be a time from year 0001 to 9999")
+    if not 0 <= ts.nanos <= _MAX_NANOS:
+        raise ValidationError.single(name, f"nanos must be from 0 to {_MAX_NANOS}")
+    return timestamp_seconds(ts)
 
 
 def _enum(value: int, table: Mapping[Any, Any], default: Any, field: str, out: _Violations) -> Any:
@@ -115,12 +138,20 @@ def _enum(value: int, table: Mapping[Any, Any], default: Any, field: str, out: _
     return table[value]
 
 
-def _duration_field(msg: Any, name: str, *, default: float | None) -> float | None:
+def _duration_field(
+    msg: Any, name: str, *, default: float | None, field: str, out: _Violations
+) -> float | None:
     # Negative values pass through: the validator names them with every other bad field.
-    return seconds(getattr(msg, name)) if msg.HasField(name) else default
+    if not msg.HasField(name):
+        return default
+    value = getattr(msg, name)
+    if (problem := duration_problem(value)) is not None:
+        out.add(field, f"is not a valid duration: {problem}")
+        return default
+    return seconds(value)
 
 
-def _retry_from_pb(msg: pb.RetryPolicy) -> RetryPolicy | None:
+def _retry_from_pb(msg: pb.RetryPolicy, out: _Violations) -> RetryPolicy | None:
     kind = msg.WhichOneof("strategy")
     jitter = msg.jitter if msg.HasField("jitter") else 0.2
     if kind is None:
@@ -128,12 +159,20 @@ def _retry_from_pb(msg: pb.RetryPolicy) -> RetryPolicy | None:
             return RetryPolicy(jitter=jitter)
         return None
     if kind == "schedule":
+        for i, delay in enumerate(msg.schedule.delays):
+            if (problem := duration_problem(delay)) is not None:
+                out.add(f"retry_policy.schedule.delays[{i}]", f"is not a valid duration: {problem}")
         delays = tuple(seconds(d) for d in msg.schedule.delays)
         return RetryPolicy(strategy=RetryStrategy.SCHEDULE, delays=delays, jitter=jitter)
     if kind == "exponential":
         e = msg.exponential
-        initial = _duration_field(e, "initial_interval", default=5.0)
-        cap = _duration_field(e, "max_interval", default=36000.0)
+        where = "retry_policy.exponential"
+        initial = _duration_field(
+            e, "initial_interval", default=5.0, field=f"{where}.initial_interval", out=out
+        )
+        cap = _duration_field(
+            e, "max_interval", default=36000.0, field=f"{where}.max_interval", out=out
+        )
         return RetryPolicy(
             strategy=RetryStrategy.EXPONENTIAL,
             initial_interval=5.0 if initial is None else initial,
@@ -143,7 +182,9 @@ def _retry_from_pb(msg: pb.RetryPolicy) -> RetryPolicy | None:
             jitter=jitter,
         )
     lin = msg.linear
-    interval = _duration_field(lin, "interval", default=60.0)
+    interval = _duration_field(
+        lin, "interval", default=60.0, field="retry_policy.linear.interval", out=out
+    )
     return RetryPolicy(
         strategy=RetryStrategy.LINEAR,
         interval=interval if interval is not None else 60.0,
@@ -175,17 +216,22 @@ def _spec_values(msg: pb.Endpoint, out: _Violations) -> dict[str, Any]:
     if msg.authentication.WhichOneof("method") == "api_key":
         key = msg.authentication.api_key
         auth = ApiKeyAuth(header_name=key.header_name, header_value=key.header_value)
-    rate_duration = _duration_field(msg, "rate_limit_duration", default=1.0)
+    rate_duration = _duration_field(
+        msg, "rate_limit_duration", default=1.0, field="rate_limit_duration", out=out
+    )
+    retry = _retry_from_pb(msg.retry_policy, out) if msg.HasField("retry_policy") else None
     return {
         "url": msg.url.strip(),
         "name": msg.name,
         "description": msg.description,
         "owner_id": msg.owner_id,
         "event_types": tuple(msg.event_types),
-        "http_timeout": _duration_field(msg, "http_timeout", default=None),
+        "http_timeout": _duration_field(
+            msg, "http_timeout", default=None, field="http_timeout", out=out
+        ),
         "rate_limit": msg.rate_limit,
         "rate_limit_duration": rate_duration if rate_duration is not None else 1.0,
-        "retry_policy": _retry_from_pb(msg.retry_policy) if msg.HasField("retry_policy") else None,
+        "retry_policy": retry,
         "signature": SignatureConfig(
             scheme=scheme,
             hash=_enum(sig.hash, HASH_FROM_PB, SignatureHash.SHA256, "signature.hash", out),
@@ -217,7 +263,7 @@ def changes_from_pb(msg: pb.Endpoint, paths: list[str]) -> dict[str, Any]:
         if path not in MASK_TO_SPEC:
             out.add(
                 "update_mask",
-                f"{path!r} cannot be updated (updatable: {', '.join(sorted(MASK_TO_SPEC))})",
+                f"{excerpt(path)} cannot be updated (updatable: {', '.join(sorted(MASK_TO_SPEC))})",
             )
             continue
         changes[MASK_TO_SPEC[path]] = values[MASK_TO_SPEC[path]]
@@ -280,7 +326,7 @@ def endpoint_to_pb(
             encoding=ENCODING_TO_PB[spec.signature.encoding],
         ),
         secrets=[secret_to_pb(s, with_value=with_secret_values) for s in ep.live_secrets(now)],
-        headers=dict(spec.headers),
+        headers=redact_map(spec.headers),  # credentials are write-only, like the API key
         content_type=spec.content_type,
         max_concurrency=spec.max_concurrency,
         created_at=timestamp(ep.created_at),

@@ -14,6 +14,7 @@ from convoyd.core.model import (
     Event,
     EventInput,
 )
+from convoyd.core.request import redact_map, redact_pairs
 from convoyd.errors import ValidationError
 from convoyd.v1 import common_pb2
 from convoyd.v1 import delivery_pb2 as dpb
@@ -55,7 +56,7 @@ def event_to_pb(event: Event) -> epb.Event:
         idempotency_key=event.idempotency_key,
         endpoint_ids=list(event.endpoint_ids),
         owner_id=event.owner_id,
-        headers=dict(event.headers),
+        headers=redact_map(event.headers),
         created_at=timestamp(event.created_at),
         delivery_count=event.delivery_count,
     )
@@ -92,6 +93,11 @@ def delivery_to_pb(d: Delivery) -> dpb.Delivery:
     return msg
 
 
+def _headers_pb(pairs: Iterable[tuple[str, str]]) -> list[common_pb2.Header]:
+    # Request headers were redacted when recorded; the receiver's (Set-Cookie...) are now.
+    return [common_pb2.Header(name=n, value=v) for n, v in redact_pairs(pairs)]
+
+
 def attempt_to_pb(a: Attempt) -> dpb.DeliveryAttempt:
     return dpb.DeliveryAttempt(
         id=a.id,
@@ -101,9 +107,9 @@ def attempt_to_pb(a: Attempt) -> dpb.DeliveryAttempt:
         started_at=timestamp(a.started_at),
         duration=duration(a.duration),
         request_url=a.request_url,
-        request_headers=[common_pb2.Header(name=n, value=v) for n, v in a.request_headers],
+        request_headers=_headers_pb(a.request_headers),
         response_status=a.response_status,
-        response_headers=[common_pb2.Header(name=n, value=v) for n, v in a.response_headers],
+        response_headers=_headers_pb(a.response_headers),
         response_body=a.response_body,
         response_body_truncated=a.response_body_truncated,
         error=a.error,

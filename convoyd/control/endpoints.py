@@ -9,6 +9,7 @@ from convoyd.control import convert
 from convoyd.control.status import handles_errors
 from convoyd.core.model import BreakerStatus, Endpoint
 from convoyd.core.states import Trigger
+from convoyd.core.validation import require_id
 from convoyd.errors import ValidationError
 from convoyd.service.endpoints import EndpointManager
 from convoyd.v1 import endpoint_pb2 as pb
@@ -69,10 +70,10 @@ class EndpointService(endpoint_pb2_grpc.EndpointServiceServicer):
     async def UpdateEndpoint(
         self, request: pb.UpdateEndpointRequest, context: Context
     ) -> pb.Endpoint:
-        if not request.endpoint.id:
-            raise ValidationError.single("endpoint.id", "is required")
+        require_id("ep", request.endpoint.id, "endpoint.id")
         changes = convert.changes_from_pb(request.endpoint, list(request.update_mask.paths))
-        return self._out(await self._manager.update(request.endpoint.id, changes))
+        endpoint = await self._manager.update(request.endpoint.id, changes, id_field="endpoint.id")
+        return self._out(endpoint)
 
     @handles_errors
     async def DeleteEndpoint(
@@ -114,7 +115,7 @@ class EndpointService(endpoint_pb2_grpc.EndpointServiceServicer):
     ) -> pb.RotateEndpointSecretResponse:
         lifetime = None
         if request.HasField("old_secret_lifetime"):
-            lifetime = convert.seconds(request.old_secret_lifetime)
+            lifetime = convert.duration_seconds(request.old_secret_lifetime, "old_secret_lifetime")
         endpoint, secret = await self._manager.rotate_secret(
             request.endpoint_id, secret=request.secret, old_secret_lifetime=lifetime
         )

@@ -55,7 +55,9 @@ def request_from_pb(msg: pb.CreatePortalLinkRequest) -> PortalLinkRequest:
         all_owners=msg.all_owners,
         can_manage_endpoints=msg.can_manage_endpoints,
         kind=kind,
-        lifetime=convert.seconds(msg.lifetime) if msg.HasField("lifetime") else None,
+        lifetime=(
+            convert.duration_seconds(msg.lifetime, "lifetime") if msg.HasField("lifetime") else None
+        ),
     )
 
 

@@ -1,4 +1,4 @@
-"""Which IP addresses outbound deliveries may reach: the SSRF table and the operator's allow-list.
+"""What outbound deliveries may reach: the SSRF table, the operator's allow-list, URL host rules.
 
 The table is explicit on purpose (DESIGN §8): ``ipaddress``'s ``is_private``/``is_global`` change
 between Python releases and miss the NAT64 and 6to4 spellings of addresses such as
@@ -21,6 +21,7 @@ become a way around the table tomorrow.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
@@ -165,3 +166,105 @@ def parse_allow_list(cidrs: Sequence[str]) -> list[IPNetwork]:
         except ValueError:
             raise ValueError(f"{cidr!r} is not a CIDR range") from None
     return networks
+
+
+# The host rules of a webhook URL: what the HTTP client (aiohttp over yarl) can connect to.
+_NAME_LABEL = re.compile(r"[a-z0-9_-]{1,63}")
+_NUMBER_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")  # WHATWG URL: a label that "ends in a number"
+_OCTAL = re.compile(r"0[0-7]+")
+_DECIMAL = re.compile(r"[0-9]+")
+_HEX = re.compile(r"0x[0-9a-f]*")
+_MAX_NAME_LENGTH = 253
+
+
+def _shown(host: str) -> str:
+    return repr(host if len(host) <= 64 else host[:64] + "...")
+
+
+def ipv4_from_legacy(host: str) -> IPv4Address | None:
+    """The address a legacy numeric IPv4 spelling means ("2130706433", "127.1", "0x7f.1",
+    "0177.0.0.1", "127.0.0.1."), as WHATWG URL parsing (and inet_aton) reads it; None if
+    ``host`` is not one. Lower-case ASCII expected."""
+    parts = host.split(".")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()
+    if not 1 <= len(parts) <= 4:
+        return None
+    numbers: list[int] = []
+    for part in parts:
+        if _HEX.fullmatch(part):
+            numbers.append(int(part[2:] or "0", 16))
+        elif part.startswith("0") and len(part) > 1:  # octal, or nothing ("08")
+            if not _OCTAL.fullmatch(part):
+                return None
+            numbers.append(int(part, 8))
+        elif _DECIMAL.fullmatch(part):
+            numbers.append(int(part))
+        else:
+            return None
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
+        return None
+    value = last
+    for i, n in enumerate(head):
+        value += n << (8 * (3 - i))
+    return IPv4Address(value)
+
+
+def url_host_problem(host: str, *, bracketed: bool = False) -> str | None:
+    """Why no delivery could ever be sent to ``host`` (a URL's host as written, without
+    brackets), or None.
+
+    - ``[...]`` holds an IPv6 address without a zone id (aiohttp cannot connect to "%lo").
+    - A host whose last label is a number is an IPv4 address and must be the canonical
+      dotted quad: aiohttp refuses "2130706433", "127.1", "0177.0.0.1", "127.0.0.1." and
+      friends (and the hex forms are read differently by different resolvers).
+    - A name is 1-63 character labels of letters, digits, "-" and "_" (253 at most, one
+      trailing dot allowed), or an internationalised name that IDNA can encode.
+    """
+    if bracketed:
+        if "%" in host:
+            return f"host {_shown(host)} has an IPv6 zone id, which cannot be connected to"
+        try:
+            IPv6Address(host)
+        except ValueError:
+            return f"host {_shown(host)} in [brackets] must be an IPv6 address"
+        return None
+    name = host.lower()
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            return f"host {_shown(host)} is not a valid internationalised domain name"
+    labels = name.split(".")
+    if len(labels) > 1 and labels[-1] == "":
+        labels.pop()
+        if not _NUMBER_LABEL.fullmatch(labels[-1]):
+            # The resolver is given the name as written, and "localhost." is not in /etc/hosts.
+            return f"host {_shown(host)} ends with a dot; leave the dot out"
+    if _NUMBER_LABEL.fullmatch(labels[-1]):
+        address = ipv4_from_legacy(name)
+        if address is None:
+            return f"host {_shown(host)} is not a valid IPv4 address"
+        if name != str(address):
+            return (
+                f"host {_shown(host)} is not an IPv4 address in dotted-quad form, which the"
+                f" HTTP client refuses; write {address}"
+            )
+        return None
+    if len(name.rstrip(".")) > _MAX_NAME_LENGTH:
+        return f"host is longer than {_MAX_NAME_LENGTH} characters"
+    for label in labels:
+        if not _NAME_LABEL.fullmatch(label):
+            return (
+                f"host {_shown(host)} is not a DNS name (labels of 1-63 letters, digits,"
+                " '-' and '_' separated by single dots)"
+            )
+        if label.startswith("xn--"):
+            try:
+                decoded = label[4:].encode("ascii").decode("punycode")
+            except UnicodeError:
+                decoded = ""
+            if not decoded:
+                return f"host {_shown(host)} has a label that is not valid punycode"
+    return None

@@ -1,17 +1,38 @@
-"""The headers of one outbound webhook request, and their redacted copy for the attempt log."""
+"""The headers of one outbound webhook request, and the one redaction rule for showing headers.
+
+Every place that shows a header value (the attempt log, GetEndpoint and ListEndpoints, GetEvent
+and ListEvents, attempts in the API and the portal, the CLI through the API) goes through
+``redact_pairs`` / ``redact_map``: a value is a credential when its header's name contains one
+of CREDENTIAL_WORDS, when it is the endpoint's API-key header, or when the value itself opens
+with an HTTP authentication scheme (``Bearer …``) or one of convoyd's token prefixes.
+"""
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from convoyd.core import signing
 from convoyd.core.model import Endpoint
 
 REDACTED = "[redacted]"
-# Custom header names that usually carry credentials: their values never reach the log.
-_SENSITIVE = re.compile(r"auth|token|secret|key|cookie|password|session", re.IGNORECASE)
+# Words in header names that usually carry credentials (X-Api-Key, Authorization, Cookie,
+# X-Auth-Token, Set-Cookie, X-Session-Id...). The log scrubber recognises the same words.
+CREDENTIAL_WORDS = (
+    "auth",
+    "token",
+    "secret",
+    "key",
+    "cookie",
+    "password",
+    "passwd",
+    "session",
+    "credential",
+)
+_SENSITIVE = re.compile("|".join(CREDENTIAL_WORDS), re.IGNORECASE)
+# Values that are credentials whatever their header is called.
+_CREDENTIAL_VALUE = re.compile(r"(?i)\s*(bearer|basic|digest|negotiate)\s|\s*(cvd[ps]?_|whsec_)")
 
 
 def build_headers(
@@ -53,11 +74,55 @@ def redact(headers: Sequence[tuple[str, str]], endpoint: Endpoint) -> tuple[tupl
 
     Signatures stay: they are not secrets, and receivers debugging a mismatch need them.
     """
-    auth = endpoint.spec.auth.header_name.lower() if endpoint.spec.auth else None
+    auth = endpoint.spec.auth.header_name if endpoint.spec.auth else ""
+    return redact_pairs(headers, auth_header=auth)
+
+
+def is_credential(name: str, value: str, auth_header: str = "") -> bool:
+    """The rule: does this header's value stay hidden wherever headers are shown?"""
+    if auth_header and name.lower() == auth_header.lower():
+        return True
+    return _sensitive(name) or _CREDENTIAL_VALUE.match(value) is not None
+
+
+def redact_pairs(
+    headers: Iterable[tuple[str, str]], *, auth_header: str = ""
+) -> tuple[tuple[str, str], ...]:
+    """(name, value) pairs with every credential value replaced by [redacted]."""
     return tuple(
-        (name, REDACTED if name.lower() == auth or _sensitive(name) else value)
+        (name, REDACTED if is_credential(name, value, auth_header) else value)
         for name, value in headers
     )
+
+
+def redact_map(headers: Mapping[str, str], *, auth_header: str = "") -> dict[str, str]:
+    """``redact_pairs`` for a name → value mapping."""
+    return dict(redact_pairs(headers.items(), auth_header=auth_header))
+
+
+def is_placeholder(value: str) -> bool:
+    """A value a read returned in place of the real one ([redacted], or the ******** mask)."""
+    return value == REDACTED or (bool(value) and set(value) == {"*"})
+
+
+def keep_hidden_values(
+    new: Mapping[str, str], stored: Mapping[str, str]
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """An update's custom headers with each placeholder value (as reads show credentials)
+    replaced by the stored value of that header, so a read-modify-write keeps credentials it
+    never saw. Returns the headers and the names that hold a placeholder but have no stored
+    value (the caller refuses those)."""
+    by_name = {k.lower(): v for k, v in stored.items()}
+    out: dict[str, str] = {}
+    missing: list[str] = []
+    for name, value in new.items():
+        if is_placeholder(value):
+            if name.lower() in by_name:
+                value = by_name[name.lower()]
+            else:
+                missing.append(name)
+        out[name] = value
+    return out, tuple(missing)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from array import array
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 from urllib.parse import urlsplit
 
-from convoyd.core import signing
+from convoyd.core import ids, signing
+from convoyd.core.addresses import url_host_problem
 from convoyd.core.model import (
     ApiKeyAuth,
     EndpointSpec,
@@ -20,13 +24,21 @@ from convoyd.core.model import (
 )
 from convoyd.errors import FieldViolation, ValidationError
 
+# Every pattern below is used with fullmatch: "$" would also match before a final newline.
 # RFC 9110 token characters: what a header name may be made of.
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Event types and owner ids are matched and shown, never interpreted: keep them printable.
-_EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.:/*\-]{1,128}$")
-_OWNER_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+_EVENT_TYPE = re.compile(r"[A-Za-z0-9_.:/*\-]{1,128}")
+_OWNER_ID = re.compile(r"[\x21-\x7e]{1,128}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_HEADER_VALUE_BAD = re.compile(r"[\x00\r\n]")
+# What the HTTP client refuses in a header value (aiohttp raises ValueError on every control
+# character but HTAB), plus lone surrogates: aiohttp's C writer silently drops them and its
+# pure-Python writer raises UnicodeEncodeError. Other non-ASCII characters are sent as UTF-8,
+# whose bytes are all RFC 9110 obs-text (0x80-0xFF), and arrive intact.
+_HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# At most this much of a bad value is quoted back in an error message.
+EXCERPT_LENGTH = 64
 
 # Headers convoyd owns on every request: hop-by-hop ones (meaningless end to end), framing,
 # and the signature headers a receiver trusts. A custom header may not replace any of them.
@@ -64,6 +76,7 @@ class Limits:
     max_description_length: int = 2000
     max_event_types: int = 100
     max_headers: int = 32
+    max_header_name_length: int = 256
     max_header_value_length: int = 4096
     max_http_timeout: float = 60.0
     min_http_timeout: float = 0.1
@@ -71,6 +84,9 @@ class Limits:
     max_retries: int = 50
     max_retry_delay: float = 7 * 86400.0
     max_concurrency: int = 256
+
+
+_DEFAULT_LIMITS = Limits()
 
 
 class _Collector:
@@ -85,45 +101,76 @@ class _Collector:
             raise ValidationError(self.violations)
 
 
+def excerpt(value: str, limit: int = EXCERPT_LENGTH) -> str:
+    """``value`` quoted for an error message: its first ``limit`` characters at most."""
+    if len(value) <= limit:
+        return repr(value)
+    return repr(value[:limit]) + "..."
+
+
 def check_url(url: str, limits: Limits, field: str = "url") -> str | None:
-    """Why ``url`` cannot be a webhook destination, or None."""
+    """Why ``url`` cannot be a webhook destination, or None.
+
+    Only URLs the HTTP client can send to pass: the host rules are in
+    ``convoyd.core.addresses.url_host_problem``.
+    """
     if not url:
         return "is required"
     if len(url) > limits.max_url_length:
         return f"is longer than {limits.max_url_length} characters"
     if _CONTROL.search(url) or " " in url:
         return "contains spaces or control characters"
+    if _SURROGATE.search(url):
+        return "contains a lone surrogate, which is not a character"
     try:
         parts = urlsplit(url)
+    except ValueError:  # e.g. an unbalanced or non-IPv6 [bracketed] host
+        return "is not a valid URL (bad host)"
+    try:
         port = parts.port
-    except ValueError as exc:
-        return f"is not a valid URL ({exc})"
+    except ValueError:  # a port that is not a number, or above 65535
+        return "has a port that is not a number from 1 to 65535"
     if parts.scheme not in ("http", "https"):
         return "must be an http or https URL"
+    if "@" in parts.netloc:
+        return "must not carry credentials; use authentication instead"
     if not parts.hostname:
         return "has no host"
-    if parts.username is not None or parts.password is not None:
-        return "must not carry credentials; use authentication instead"
     if parts.fragment:
         return "must not have a #fragment"
     if port == 0:
         return "has port 0"
+    host = parts.netloc.rpartition("@")[2]
+    host = host[1 : host.index("]")] if host.startswith("[") else host.partition(":")[0]
+    if (problem := url_host_problem(host, bracketed=parts.netloc.startswith("["))) is not None:
+        return problem
     return None
 
 
-def check_header_name(name: str) -> str | None:
-    if not _TOKEN.match(name):
-        return "is not a valid header name"
+def check_header_name(name: str, limits: Limits | None = None) -> str | None:
+    longest = (limits or _DEFAULT_LIMITS).max_header_name_length
+    if len(name) > longest:
+        return f"is longer than {longest} characters"
+    if not _TOKEN.fullmatch(name):
+        return "is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)"
     if name.lower() in RESERVED_HEADERS:
         return "is set by convoyd and cannot be overridden"
     return None
 
 
 def check_header_value(value: str, limits: Limits) -> str | None:
-    if _HEADER_VALUE_BAD.search(value):
-        return "must not contain CR, LF or NUL"
+    """Why the HTTP client could not send ``value`` as a header value, or None: the RFC 9110
+    field-value rule (visible characters, space, tab) as aiohttp enforces it."""
     if len(value) > limits.max_header_value_length:
         return f"is longer than {limits.max_header_value_length} characters"
+    if (bad := _HEADER_VALUE_BAD.search(value)) is not None:
+        char = ord(bad.group())
+        if 0xD800 <= char <= 0xDFFF:
+            return f"contains a lone surrogate (U+{char:04X}), which is not a character"
+        return (
+            f"contains the control character U+{char:04X}; only visible characters, space"
+            " and tab can be sent"
+        )
     return None
 
 
@@ -134,8 +181,8 @@ def check_headers(
         out.add(field, f"has more than {limits.max_headers} entries")
     seen: set[str] = set()
     for name, value in headers.items():
-        where = f"{field}[{name!r}]" if _TOKEN.match(name) else field
-        if (problem := check_header_name(name)) is not None:
+        where = f"{field}[{excerpt(name)}]" if _TOKEN.fullmatch(name) else field
+        if (problem := check_header_name(name, limits)) is not None:
             out.add(where, f"header name {problem}")
             continue
         if name.lower() in seen:
@@ -183,7 +230,7 @@ def _check_auth(
     auth: ApiKeyAuth, headers: Mapping[str, str], limits: Limits, out: _Collector
 ) -> None:
     where = "authentication.api_key"
-    if (problem := check_header_name(auth.header_name)) is not None:
+    if (problem := check_header_name(auth.header_name, limits)) is not None:
         out.add(f"{where}.header_name", problem)
     elif auth.header_name.lower() in {h.lower() for h in headers}:
         out.add(f"{where}.header_name", "is also a custom header")
@@ -204,6 +251,8 @@ def _check_text(
         out.add(field, "must not contain control characters")
     elif "\x00" in value:
         out.add(field, "must not contain NUL")
+    elif _SURROGATE.search(value):
+        out.add(field, "contains a lone surrogate, which is not a character")
 
 
 def check_event_types(types: Iterable[str], field: str, limit: int, out: _Collector) -> None:
@@ -212,7 +261,7 @@ def check_event_types(types: Iterable[str], field: str, limit: int, out: _Collec
         if i >= limit:
             out.add(field, f"has more than {limit} entries")
             break
-        if not _EVENT_TYPE.match(event_type):
+        if not _EVENT_TYPE.fullmatch(event_type):
             out.add(f"{field}[{i}]", "must be 1-128 characters of letters, digits and _ . : / * -")
         elif event_type in seen:
             out.add(f"{field}[{i}]", "is given twice")
@@ -220,8 +269,67 @@ def check_event_types(types: Iterable[str], field: str, limit: int, out: _Collec
 
 
 def check_owner_id(owner_id: str, field: str, out: _Collector) -> None:
-    if owner_id and not _OWNER_ID.match(owner_id):
+    if owner_id and not _OWNER_ID.fullmatch(owner_id):
         out.add(field, "must be 1-128 printable characters without spaces")
+
+
+# What each resource id looks like (convoyd.core.ids): the prefix, "_", 26 Crockford digits.
+ID_KINDS = {
+    "ep": "an endpoint id",
+    "ev": "an event id",
+    "dl": "a delivery id",
+    "pl": "a portal link id",
+}
+
+
+def id_problem(prefix: str, value: str) -> str | None:
+    """Why ``value`` cannot be an id with ``prefix``, or None. An id convoyd never issues is
+    refused before any lookup (INVALID_ARGUMENT, never echoed whole), so it costs no query
+    and its text never reaches an error message."""
+    if not value:
+        return "is required"
+    if not ids.is_valid_id(prefix, value):
+        return f"is not {ID_KINDS[prefix]} ({prefix}_ and 26 characters of 0-9 A-Z)"
+    return None
+
+
+def require_id(prefix: str, value: str, field: str) -> None:
+    """Raises ValidationError naming ``field`` unless ``value`` is an id with ``prefix``."""
+    if (problem := id_problem(prefix, value)) is not None:
+        raise ValidationError.single(field, problem)
+
+
+def optional_id(prefix: str, value: str, field: str, out: _Collector) -> None:
+    """A filter's id: empty means no filter; anything else must have the id's shape."""
+    if value and (problem := id_problem(prefix, value)) is not None:
+        out.add(field, problem)
+
+
+def check_event_type_filter(event_type: str, field: str, out: _Collector) -> None:
+    """A listing's event type filter: empty, or an event type as events carry them."""
+    if event_type and not _EVENT_TYPE_NAME.fullmatch(event_type):
+        out.add(field, "must be 1-128 characters of letters, digits and _ . : / -")
+
+
+def filter_violations(
+    *,
+    endpoint_ids: Iterable[tuple[str, str]] = (),
+    event_ids: Iterable[tuple[str, str]] = (),
+    owner_ids: Iterable[tuple[str, str]] = (),
+    event_types: Iterable[tuple[str, str]] = (),
+) -> None:
+    """Checks a listing's filters, given as (field, value) pairs; raises ValidationError
+    naming every bad one. Empty values mean "no filter" and pass."""
+    out = _Collector()
+    for field, value in endpoint_ids:
+        optional_id("ep", value, field, out)
+    for field, value in event_ids:
+        optional_id("ev", value, field, out)
+    for field, value in owner_ids:
+        check_owner_id(value, field, out)
+    for field, value in event_types:
+        check_event_type_filter(value, field, out)
+    out.raise_if_any()
 
 
 def validate_endpoint_spec(spec: EndpointSpec, limits: Limits) -> None:
@@ -247,7 +355,12 @@ def validate_endpoint_spec(spec: EndpointSpec, limits: Limits) -> None:
     check_headers(spec.headers, limits, out)
     if spec.auth is not None:
         _check_auth(spec.auth, spec.headers, limits, out)
-    if not spec.content_type or len(spec.content_type) > 256 or _CONTROL.search(spec.content_type):
+    if (
+        not spec.content_type
+        or len(spec.content_type) > 256
+        or _CONTROL.search(spec.content_type)
+        or _HEADER_VALUE_BAD.search(spec.content_type)
+    ):
         out.add("content_type", "must be a media type of at most 256 characters")
     if not (0 <= spec.max_concurrency <= limits.max_concurrency):
         out.add("max_concurrency", f"must be between 0 and {limits.max_concurrency}")
@@ -259,30 +372,59 @@ def validate_secret(scheme: SignatureScheme, value: str, field: str = "secret") 
         raise ValidationError.single(field, problem)
 
 
-_EVENT_TYPE_NAME = re.compile(r"^[A-Za-z0-9_.:/\-]{1,128}$")
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,256}$")
+_EVENT_TYPE_NAME = re.compile(r"[A-Za-z0-9_.:/\-]{1,128}")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,256}")
 MAX_TARGETS = 100
 
+# How deeply event data may nest arrays and objects. Python's parser recurses once per level
+# (RecursionError near 1,000, less on a deep stack), and receivers' parsers have limits too
+# (Ruby's JSON refuses more than 100 by default, serde_json 128): 100 suits them all.
+MAX_JSON_DEPTH = 100
 
 _JSON = json.JSONDecoder()
+# A JSON string, escapes included (the unrolled form: no backtracking per character).
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")  # +1 and -1 as signed bytes
+
+
+def nested_deeper_than(text: str, limit: int) -> bool:
+    """Whether JSON ``text`` nests arrays and objects more than ``limit`` deep (for text that is
+    not JSON: whether a parser would go that deep before failing). No recursion, and no Python
+    loop per character: a 1 MB document of brackets takes some 30 ms."""
+    if text.count("[") + text.count("{") <= limit:
+        return False  # the common case: too few brackets to nest that deep
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)).encode("ascii")
+    steps = array("b", brackets.translate(_STEPS))
+    return max(accumulate(steps), default=0) > limit
+
+
+def _json_texts(data: bytes) -> Iterator[str]:
+    # The usual UTF-8 first: json.loads would sniff the encoding and decode, which costs more
+    # than the parse for small events. Then json.loads' own decoding (UTF-16/32, a BOM).
+    with contextlib.suppress(UnicodeDecodeError):
+        yield data.decode()
+    with contextlib.suppress(UnicodeDecodeError, LookupError):
+        yield data.decode(json.detect_encoding(data), "surrogatepass")
+
+
+def json_problem(data: bytes, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why ``data`` is not one JSON document as ``json.loads`` judges bytes (or nests deeper
+    than ``max_depth``), or None."""
+    for text in _json_texts(data):
+        if nested_deeper_than(text, max_depth):
+            return f"nests arrays and objects more than {max_depth} levels deep"
+        try:
+            _JSON.decode(text)
+        except ValueError:  # JSONDecodeError; RecursionError cannot happen at this depth
+            continue
+        return None
+    return "is not valid JSON"
 
 
 def is_json(data: bytes) -> bool:
-    """Whether ``data`` is one JSON document, exactly as ``json.loads`` judges bytes."""
-    # Fast path for the usual UTF-8 text: json.loads would first sniff the encoding and
-    # decode, which costs more than the parse for small events. Anything the fast path refuses
-    # (UTF-16/32, a BOM, bad JSON) gets the full json.loads verdict, so the rule is unchanged.
-    try:
-        _JSON.decode(data.decode())
-    except ValueError:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
-        pass
-    else:
-        return True
-    try:
-        json.loads(data)
-    except ValueError:
-        return False
-    return True
+    """Whether ``data`` is one JSON document of at most MAX_JSON_DEPTH levels."""
+    return json_problem(data) is None
 
 
 def event_violations(
@@ -296,18 +438,17 @@ def event_violations(
         out.add(f"{prefix}endpoint_ids", f"has more than {MAX_TARGETS} entries")
     elif len(set(event.endpoint_ids)) != len(event.endpoint_ids):
         out.add(f"{prefix}endpoint_ids", "names an endpoint twice")
-    for i, endpoint_id in enumerate(event.endpoint_ids):
-        if not endpoint_id or len(endpoint_id) > 64 or _CONTROL.search(endpoint_id):
-            out.add(f"{prefix}endpoint_ids[{i}]", "is not an endpoint id")
+    for i, endpoint_id in enumerate(event.endpoint_ids[:MAX_TARGETS]):
+        if (problem := id_problem("ep", endpoint_id)) is not None:
+            out.add(f"{prefix}endpoint_ids[{i}]", problem)
     check_owner_id(event.owner_id, f"{prefix}owner_id", out)
-    if not _EVENT_TYPE_NAME.match(event.event_type):
+    if not _EVENT_TYPE_NAME.fullmatch(event.event_type):
         out.add(f"{prefix}event_type", "must be 1-128 characters of letters, digits and _ . : / -")
     if len(event.data) > max_payload_bytes:
         out.add(f"{prefix}data", f"is larger than the limit of {max_payload_bytes} bytes")
-    else:
-        if not is_json(event.data):
-            out.add(f"{prefix}data", "is not valid JSON")
-    if event.idempotency_key and not _IDEMPOTENCY_KEY.match(event.idempotency_key):
+    elif (problem := json_problem(event.data)) is not None:
+        out.add(f"{prefix}data", problem)
+    if event.idempotency_key and not _IDEMPOTENCY_KEY.fullmatch(event.idempotency_key):
         out.add(f"{prefix}idempotency_key", "must be 1-256 printable characters without spaces")
     check_headers(event.headers, limits, out, field=f"{prefix}headers")
     return out.violations

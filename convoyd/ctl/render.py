@@ -13,6 +13,8 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from convoyd.core.validation import MAX_JSON_DEPTH, nested_deeper_than
+
 _LEAF_MESSAGES = ("google.protobuf.Timestamp", "google.protobuf.Duration")
 
 Page = TypeVar("Page", bound=Message)
@@ -36,16 +38,21 @@ def render_bytes(data: bytes) -> str:
     except UnicodeDecodeError:
         return f"(base64) {base64.b64encode(data).decode('ascii')}"
     try:
+        if nested_deeper_than(text, MAX_JSON_DEPTH):  # json recurses once per level
+            raise ValueError("too deep to re-encode")
         return json.dumps(json.loads(text), ensure_ascii=False)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def pretty_json(data: bytes) -> str:
     """A JSON payload indented for reading; anything else as ``render_bytes`` shows it."""
     try:
-        return json.dumps(json.loads(data.decode("utf-8")), indent=2, ensure_ascii=False)
-    except ValueError:  # UnicodeDecodeError is a ValueError too
+        text = data.decode("utf-8")
+        if nested_deeper_than(text, MAX_JSON_DEPTH):  # json recurses once per level
+            return render_bytes(data)
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError too
         return render_bytes(data)
 
 

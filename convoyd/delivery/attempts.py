@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 from convoyd.core.breaker import BreakerState
 from convoyd.core.lifecycle import after_attempt
 from convoyd.core.model import Attempt, AttemptResult, Delivery, DeliveryStatus, EndpointStatus
-from convoyd.core.outcome import ErrorKind, Verdict, classify
+from convoyd.core.outcome import ErrorKind, Outcome, Verdict, classify
 from convoyd.core.request import build_headers, redact
 from convoyd.core.states import Trigger
 from convoyd.delivery.config import USER_AGENT, EngineConfig, SenderLike
 from convoyd.delivery.lane import Lane
 from convoyd.delivery.payloads import PayloadCache
 from convoyd.delivery.recorder import Recorder
-from convoyd.delivery.sender import AttemptReport, OutboundRequest
+from convoyd.delivery.sender import AttemptReport, OutboundRequest, unsent
 from convoyd.store.base import AttemptRecord
 
 if TYPE_CHECKING:
@@ -72,29 +72,63 @@ class AttemptRunner:
         self._metrics = metrics
 
     async def run(self, lane: Lane, d: Delivery) -> Finished | None:
-        """Sends the delivery once; None when its event no longer exists."""
+        """Sends the delivery once; None when its event no longer exists.
+
+        Whatever goes wrong while preparing or sending (loading the body, signing, building the
+        headers, the sender itself) is this attempt's failure: recorded with a short text,
+        retried per the retry policy and counted by the breaker like a network error. An
+        exception escaping here would leave the delivery pending with no outcome, forever.
+        """
         endpoint = lane.endpoint
-        payload = await self._payloads.get(d.event_id)
-        if payload is None:
-            return None
         start = self._clock()
-        self._recorder.started(d, start)
-        headers = build_headers(
-            endpoint=endpoint,
-            keys=lane.signing_keys(start),
-            delivery_id=d.id,
-            timestamp=int(start),
-            body=payload.data,
-            event_headers=payload.headers,
-            user_agent=USER_AGENT,
+        headers: list[tuple[str, str]] = []
+        try:
+            payload = await self._payloads.get(d.event_id)
+        except Exception as exc:
+            report = self._unsent(d, "could not load the event body", exc, start)
+        else:
+            if payload is None:
+                lane.breaker.release(self._clock())  # a probe allowed for it was never sent
+                return None
+            start = self._clock()
+            self._recorder.started(d, start)
+            step = "could not build the request"
+            try:
+                headers = build_headers(
+                    endpoint=endpoint,
+                    keys=lane.signing_keys(start),
+                    delivery_id=d.id,
+                    timestamp=int(start),
+                    body=payload.data,
+                    event_headers=payload.headers,
+                    user_agent=USER_AGENT,
+                )
+                timeout = endpoint.spec.http_timeout or self._config().default_http_timeout
+                request = OutboundRequest(
+                    url=endpoint.spec.url, headers=headers, body=payload.data, timeout=timeout
+                )
+                step = "could not send the request"
+                report = await self._sender.send(request)
+            except Exception as exc:
+                report = self._unsent(d, step, exc, start)
+        try:
+            return self._conclude(lane, d, start, headers, report)
+        except Exception:
+            # Only a bug gets here; the delivery stays pending in the store (sent again after
+            # a restart) and nothing of this attempt may hold the lane's probe or the recorder.
+            lane.breaker.release(self._clock())
+            self._recorder.abandon(d.id)
+            raise
+
+    def _unsent(self, d: Delivery, step: str, exc: Exception, start: float) -> AttemptReport:
+        log.warning(
+            "attempt of delivery %s failed inside convoyd: %s (%s)",
+            d.id,
+            step,
+            type(exc).__name__,
+            exc_info=exc,
         )
-        timeout = endpoint.spec.http_timeout or self._config().default_http_timeout
-        report = await self._sender.send(
-            OutboundRequest(
-                url=endpoint.spec.url, headers=headers, body=payload.data, timeout=timeout
-            )
-        )
-        return self._conclude(lane, d, start, headers, report)
+        return unsent(f"{step} ({type(exc).__name__})", max(0.0, self._clock() - start))
 
     def _conclude(
         self,
@@ -104,6 +138,25 @@ class AttemptRunner:
         headers: list[tuple[str, str]],
         report: AttemptReport,
     ) -> Finished:
+        try:
+            attempt, after, outcome = self._assess(lane, d, start, headers, report)
+        except Exception as exc:
+            # The report itself could not be judged (a bug, or a value no rule expected): judge
+            # the attempt as convoyd's own failure instead, so it is still recorded and retried.
+            report = self._unsent(d, "could not judge the response", exc, start)
+            headers = []
+            attempt, after, outcome = self._assess(lane, d, start, headers, report)
+        return self._settle(lane, d, start, report, attempt, after, outcome)
+
+    def _assess(
+        self,
+        lane: Lane,
+        d: Delivery,
+        start: float,
+        headers: list[tuple[str, str]],
+        report: AttemptReport,
+    ) -> tuple[Attempt, Delivery, Outcome]:
+        """The attempt's log entry, the delivery after it, and what the report means."""
         config = self._config()
         endpoint = lane.endpoint
         end = start + report.duration
@@ -145,6 +198,23 @@ class AttemptRunner:
             now=end,
             rng=self._rng,
         )
+        return attempt, after, outcome
+
+    def _settle(
+        self,
+        lane: Lane,
+        d: Delivery,
+        start: float,
+        report: AttemptReport,
+        attempt: Attempt,
+        after: Delivery,
+        outcome: Outcome,
+    ) -> Finished:
+        """Records the attempt, counts it, and feeds it to the breaker."""
+        config = self._config()
+        endpoint = lane.endpoint
+        end = start + report.duration
+        result = attempt.result
         self._recorder.record(AttemptRecord(attempt=attempt, delivery=after))
         if log.isEnabledFor(logging.DEBUG):  # skip building the fields on the hot path
             log.debug(
@@ -161,6 +231,8 @@ class AttemptRunner:
             )
         if self._metrics is not None:
             self._metrics.attempt(result, report.status, report.duration)
+            if report.internal:
+                self._metrics.attempt_error()
             if after.status is DeliveryStatus.SUCCESS:
                 self._metrics.delivery_succeeded(end - d.created_at)
             elif after.status is DeliveryStatus.FAILURE:

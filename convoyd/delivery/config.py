@@ -28,7 +28,12 @@ StatusChanger = Callable[[str, Trigger, str], Awaitable[object]]
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
     max_in_flight: int = 512
-    """Attempts in flight across all endpoints."""
+    """Attempts in flight across all endpoints that answer quickly (the main pool)."""
+    max_slow_in_flight: int = 2048
+    """Attempts in flight past ``slow_attempt_after``, or to endpoints that are slow now (the slow
+    pool, convoyd.delivery.capacity); at most ``max_in_flight + max_slow_in_flight`` in all."""
+    slow_attempt_after: float = 0.5
+    """Seconds after which an attempt, and its endpoint until it answers quicker, counts as slow."""
     max_concurrency_per_endpoint: int = 8
     """Default per-endpoint limit (an endpoint's max_concurrency overrides it)."""
     default_http_timeout: float = 15.0

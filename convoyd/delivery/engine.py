@@ -4,7 +4,8 @@ Work reaches the engine without polling: accepted events and retries requested t
 API are handed over in memory, near-term retries wait on one timer heap, and a sweep picks up
 retries scheduled further ahead (and everything pending at start) in batches. Each endpoint has
 a lane (its queue and in-flight count); lanes take turns, one attempt each, so a slow or failing
-endpoint only ever occupies its own concurrency limit and never delays a healthy one.
+endpoint only ever occupies its own concurrency limit. Attempts that run long move to a pool of
+their own (convoyd.delivery.capacity), so no number of hanging endpoints delays a healthy one.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from convoyd.core.model import (
     EndpointStatus,
 )
 from convoyd.delivery.attempts import AttemptRunner
+from convoyd.delivery.capacity import Capacity, Flight
 from convoyd.delivery.config import EngineConfig, SenderLike, StatusChanger
 from convoyd.delivery.lane import Lane, limiter_for
 from convoyd.delivery.payloads import PayloadCache
@@ -84,7 +86,11 @@ class Engine:
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._swept_until = 0.0
-        self._in_flight = 0
+        self._capacity = Capacity(
+            max_in_flight=self.config.max_in_flight,
+            max_slow_in_flight=self.config.max_slow_in_flight,
+            slow_after=self.config.slow_attempt_after,
+        )
         self._attempts: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -102,6 +108,7 @@ class Engine:
         self._tasks = [
             asyncio.create_task(self._dispatch_loop(), name="convoyd-dispatch"),
             asyncio.create_task(self._sweep_loop(), name="convoyd-sweep"),
+            asyncio.create_task(self._age_loop(), name="convoyd-age"),
         ]
 
     async def stop(self, grace: float) -> None:
@@ -125,7 +132,7 @@ class Engine:
 
     @property
     def in_flight(self) -> int:
-        return self._in_flight
+        return self._capacity.in_flight
 
     def queued(self) -> int:
         return sum(len(lane.queue) for lane in self._lanes.values())
@@ -137,12 +144,22 @@ class Engine:
             counts[lane.breaker.state.value] += 1
         return counts
 
-    def set_limits(self, *, max_in_flight: int, max_concurrency_per_endpoint: int) -> None:
+    def set_limits(
+        self,
+        *,
+        max_in_flight: int,
+        max_concurrency_per_endpoint: int,
+        max_slow_in_flight: int | None = None,
+    ) -> None:
         """New concurrency limits (SIGHUP); attempts already in flight are not touched."""
         self.config = dataclasses.replace(
             self.config,
             max_in_flight=max_in_flight,
             max_concurrency_per_endpoint=max_concurrency_per_endpoint,
+            max_slow_in_flight=max_slow_in_flight or self.config.max_slow_in_flight,
+        )
+        self._capacity.set_limits(
+            max_in_flight=max_in_flight, max_slow_in_flight=self.config.max_slow_in_flight
         )
         for lane in self._lanes.values():  # a raised limit may let waiting lanes go now
             self._mark_ready(lane)
@@ -188,6 +205,8 @@ class Engine:
             return
         previous, lane.endpoint = lane.endpoint, endpoint
         lane.keys_until = -1.0
+        if endpoint.spec.url != previous.spec.url:  # another receiver: judge its speed afresh
+            lane.slow = lane.proven = False
         if endpoint.status is not previous.status and endpoint.status in _FRESH_START:
             # Back to ACTIVE (resumed, activated, probe succeeded) or probing: judge the
             # endpoint afresh instead of by the failures that made it inactive.
@@ -322,18 +341,28 @@ class Engine:
         self._arm_timer()
 
     async def _dispatch_loop(self) -> None:
+        capacity = self._capacity
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._ready and self._in_flight < self.config.max_in_flight and not self._closing:
+            if capacity.parked:  # lanes that waited for room in a budget go first, in order
+                self._ready.extendleft(reversed(list(capacity.release())))
+            while self._ready and not capacity.full() and not self._closing:
                 lane = self._ready.popleft()
                 lane.waiting = False
-                if not self._can_send(lane) or not self._admit_attempt(lane):
+                if not self._can_send(lane):
+                    continue
+                kind = capacity.kind_of(lane)
+                if capacity.room(kind) <= 0:
+                    lane.waiting = True
+                    capacity.park(lane, kind)
+                    continue
+                if not self._admit_attempt(lane):
                     continue
                 d = self._take(lane)
                 lane.in_flight += 1
-                self._in_flight += 1
-                task = asyncio.create_task(self._attempt(lane, d))
+                flight = capacity.start(lane, kind, self._clock())
+                task = asyncio.create_task(self._attempt(lane, d, flight))
                 self._attempts.add(task)
                 task.add_done_callback(self._attempts.discard)
                 self._mark_ready(lane)  # back of the ring: endpoints take turns
@@ -351,9 +380,16 @@ class Engine:
             self._swept_until = until
             self.admit(due)
 
+    async def _age_loop(self) -> None:
+        """Moves attempts that have run past the slow threshold out of the main pool."""
+        while True:
+            await asyncio.sleep(self.config.slow_attempt_after / 4)
+            if self._capacity.age(self._clock()):
+                self._wake.set()
+
     # -- one attempt ----------------------------------------------------------------------
 
-    async def _attempt(self, lane: Lane, d: Delivery) -> None:
+    async def _attempt(self, lane: Lane, d: Delivery, flight: Flight) -> None:
         try:
             finished = await self._runner.run(lane, d)
             if finished is None:  # the event was deleted
@@ -383,7 +419,11 @@ class Engine:
             self._tracked.discard(d.id)
         finally:
             lane.in_flight -= 1
-            self._in_flight -= 1
+            capacity = self._capacity
+            capacity.finish(flight, self._clock())
+            if lane.parked is not None and lane.parked is not capacity.kind_of(lane):
+                capacity.unpark(lane)  # it waits for the budget it now belongs to instead
+                lane.waiting = False
             self._mark_ready(lane)
             self._wake.set()
 

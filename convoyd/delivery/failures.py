@@ -8,7 +8,9 @@ can embed the request's headers.
 from __future__ import annotations
 
 import errno
+import re
 import ssl
+from collections.abc import Sequence
 
 import aiohttp
 
@@ -62,6 +64,31 @@ def describe(exc: BaseException, timeout: float, host: str) -> tuple[ErrorKind, 
     if isinstance(exc, OSError):  # ClientOSError and ClientConnectionResetError included
         return _os_error(exc)
     return ErrorKind.NETWORK, f"HTTP client error ({type(exc).__name__})"
+
+
+# What aiohttp refuses in a request header name or value: every control byte but HTAB.
+_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_MAX_NAME_CHARS = 40
+
+
+def describe_refused(exc: BaseException, headers: Sequence[tuple[str, str]]) -> str:
+    """The text for a request that failed before any answer for a reason of convoyd's own (the
+    HTTP client refused it, or a bug): the header at fault when one is found, by name only
+    (values carry signatures and API keys), else the exception's type."""
+    for name, value in headers:
+        if not isinstance(name, str) or not isinstance(value, str):
+            return "a request header is not text; the request was not sent"
+        if _FORBIDDEN.search(name):
+            return f"request header name {_shown(name)} has a control character; not sent"
+        if _FORBIDDEN.search(value):
+            return f"request header {_shown(name)} has a control character in its value; not sent"
+    return _short(f"the request could not be sent ({type(exc).__name__})")
+
+
+def _shown(name: str) -> str:
+    """A short, printable form of a header name for the attempt log."""
+    text = name[:_MAX_NAME_CHARS].encode("unicode_escape").decode("ascii")
+    return text + ("…" if len(name) > _MAX_NAME_CHARS else "")
 
 
 def _os_error(exc: OSError) -> tuple[ErrorKind, str]:

@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
 
-from convoyd.core.model import Delivery, EndpointStatusChange
+from convoyd.core.watch import StatusUpdate
 from convoyd.errors import ResourceExhaustedError
-
-Change = Delivery | EndpointStatusChange
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WatchFilter:
-    endpoint_id: str = ""
-    owner_id: str = ""
-    statuses: frozenset[str] = frozenset()
-
-    def __call__(self, change: Change) -> bool:
-        if self.endpoint_id and change.endpoint_id != self.endpoint_id:
-            return False
-        if self.owner_id and change.owner_id != self.owner_id:
-            return False
-        if isinstance(change, Delivery) and self.statuses:
-            return change.status.value in self.statuses
-        return True
 
 
 class _Subscriber:
-    def __init__(self, accept: Callable[[Change], bool], capacity: int) -> None:
+    def __init__(self, accept: Callable[[StatusUpdate], bool], capacity: int) -> None:
         self.accept = accept
-        self.queue: asyncio.Queue[Change | None] = asyncio.Queue(capacity)
+        self.queue: asyncio.Queue[StatusUpdate | None] = asyncio.Queue(capacity)
         self.overflowed = False
 
 
@@ -46,7 +27,7 @@ class WatchHub:
         self._capacity = capacity
         self._subscribers: set[_Subscriber] = set()
 
-    def publish(self, changes: list[Delivery] | list[EndpointStatusChange]) -> None:
+    def publish(self, changes: Sequence[StatusUpdate]) -> None:
         for sub in list(self._subscribers):
             if sub.overflowed:
                 continue
@@ -67,7 +48,7 @@ class WatchHub:
             except asyncio.QueueFull:
                 sub.overflowed = True
 
-    async def watch(self, accept: Callable[[Change], bool]) -> AsyncIterator[Change]:
+    async def watch(self, accept: Callable[[StatusUpdate], bool]) -> AsyncIterator[StatusUpdate]:
         sub = _Subscriber(accept, self._capacity)
         self._subscribers.add(sub)
         try:

@@ -1,15 +1,19 @@
-"""One endpoint's lane in the engine: its queue of due deliveries, what is in flight to it, its
-circuit breaker, its rate limiter and its current signing keys."""
+"""One endpoint's lane in the engine: its queue of due deliveries, what is in flight to it, how
+quickly it answers, its circuit breaker, its rate limiter and its current signing keys."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import TYPE_CHECKING
 
 from convoyd.core import signing
 from convoyd.core.breaker import Breaker, BreakerConfig
 from convoyd.core.model import Delivery, Endpoint
 from convoyd.core.ratelimit import SlidingWindowLimiter
+
+if TYPE_CHECKING:
+    from convoyd.delivery.capacity import Kind
 
 # Added to every rate-limit window: requests leave convoyd in order, but network jitter can
 # bring an early one in late; a slightly longer window keeps the receiver's view within the limit.
@@ -33,7 +37,11 @@ class Lane:
         "keys",
         "keys_until",
         "limiter",
+        "old",
+        "parked",
+        "proven",
         "queue",
+        "slow",
         "waiting",
         "wake",
     )
@@ -42,7 +50,13 @@ class Lane:
         self.endpoint = endpoint
         self.queue: deque[Delivery] = deque()
         self.in_flight = 0
-        self.waiting = False  # in the engine's ready ring
+        self.waiting = False  # in the engine's ready ring, or parked
+        # How quickly the endpoint answers (convoyd.delivery.capacity): attempts in flight past
+        # the slow threshold, whether the last one took longer, whether one ever took less.
+        self.old = 0
+        self.slow = False
+        self.proven = False
+        self.parked: Kind | None = None  # waiting for room in this budget
         self.keys: list[bytes] = []
         self.keys_until = -1.0  # signing keys are valid until this time (a secret expires)
         self.breaker = Breaker(breaker)

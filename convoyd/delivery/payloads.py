@@ -46,6 +46,21 @@ class PayloadCache:
             self._loader = asyncio.create_task(self._load())
         return await future
 
+    async def _load_one(self, event_id: str) -> None:
+        futures = self._waiting.pop(event_id, [])
+        try:
+            payload = (await self._store.load_payloads([event_id])).get(event_id)
+        except Exception as exc:
+            for f in futures:
+                if not f.done():
+                    f.set_exception(exc)
+            return
+        if payload is not None:
+            self.put(event_id, payload)
+        for f in futures:
+            if not f.done():
+                f.set_result(payload)
+
     async def _load(self) -> None:
         # Let every attempt started in this loop iteration register its miss first.
         await asyncio.sleep(0)
@@ -54,10 +69,16 @@ class PayloadCache:
             try:
                 found = await self._store.load_payloads(list(waiting))
             except Exception as exc:
-                for futures in waiting.values():
-                    for f in futures:
+                if len(waiting) == 1:
+                    for f in next(iter(waiting.values())):
                         if not f.done():
                             f.set_exception(exc)
+                    continue
+                # One unreadable row must not fail every attempt waiting with it: ask again one
+                # by one (each attempt whose own body cannot be loaded then fails alone).
+                for event_id, futures in waiting.items():
+                    self._waiting.setdefault(event_id, []).extend(futures)
+                    await self._load_one(event_id)
                 continue
             for event_id, futures in waiting.items():
                 payload = found.get(event_id)

@@ -64,6 +64,11 @@ class Recorder:
         """An attempt of ``delivery`` started at ``at`` (the recorder's clock)."""
         self._running[delivery.id] = (delivery, at)
 
+    def abandon(self, delivery_id: str) -> None:
+        """An attempt of ``delivery_id`` ended with no outcome to record (only a bug does that):
+        it is not shown as PROCESSING; the delivery stays as the store has it."""
+        self._running.pop(delivery_id, None)
+
     def record(self, item: AttemptRecord) -> None:
         delivery_id = item.delivery.id
         if item.attempt is None:
@@ -117,22 +122,52 @@ class Recorder:
             self._task = None
 
     async def _record_one_by_one(self, batch: list[AttemptRecord]) -> list[AttemptRecord]:
-        """Stores the batch record by record; returns those stored, logs and drops the rest.
+        """Stores the batch record by record; returns those stored.
 
-        A dropped outcome leaves its delivery pending in the store: it is sent again after a
-        restart, so at-least-once holds; only its attempt log entry is lost.
+        A record the store refuses is stored again without its request and response details
+        (a header the database cannot take, say): the delivery's new state must be durable, or
+        it would be pending in the store while the engine has moved on. Only when that fails
+        too is the outcome logged and dropped; the delivery is then sent again after a restart,
+        so at-least-once still holds.
         """
         stored = []
         for item in batch:
             try:
                 await self._store.record([item])
             except Exception:
-                log.exception("dropping the outcome of delivery %s", item.delivery.id)
+                if item.attempt is None:
+                    log.exception("dropping the outcome of delivery %s", item.delivery.id)
+                    continue
+                log.exception(
+                    "storing the attempt of delivery %s without details", item.delivery.id
+                )
             else:
                 stored.append(item)
+                continue
+            bare = _bare(item)
+            try:
+                await self._store.record([bare])
+            except Exception:
+                log.exception("dropping the outcome of delivery %s", item.delivery.id)
+            else:
+                stored.append(bare)
         return stored
 
     async def _run(self) -> None:
+        while True:
+            try:
+                await self._record_batches()
+            except Exception:
+                # A bug must not stop every outcome from being stored (and flush() from ever
+                # returning): log it and go on with what is buffered.
+                log.exception("the delivery recorder failed; restarting it")
+                await asyncio.sleep(0.5)
+                if self._buffer:
+                    self._has_items.set()
+                else:
+                    self._idle.set()
+
+    async def _record_batches(self) -> None:
         backoff = 0.05
         while True:
             await self._next_batch()
@@ -167,3 +202,19 @@ class Recorder:
                     listener(changed)
                 except Exception:
                     log.exception("delivery listener failed")
+
+
+def _bare(item: AttemptRecord) -> AttemptRecord:
+    """``item`` without the attempt's headers and body: what the store can always take."""
+    attempt = item.attempt
+    if attempt is None:
+        return item
+    bare = dataclasses.replace(
+        attempt,
+        request_headers=(),
+        response_headers=(),
+        response_body=b"",
+        response_body_truncated=False,
+        error=attempt.error.encode("utf-8", "replace").decode("utf-8"),
+    )
+    return AttemptRecord(attempt=bare, delivery=item.delivery)

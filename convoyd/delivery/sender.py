@@ -12,6 +12,9 @@ one policy (:class:`AddressGuard`):
 
 Network and HTTP failures are returned as :class:`AttemptReport` values, never raised; their texts
 (convoyd.delivery.failures) never contain request headers: they carry signatures and API keys.
+So is any other error while making the request (the HTTP client refusing a header byte, a bug):
+it is a failed attempt (:func:`unsent`), retried like a network error, never an exception that
+would leave the attempt without an outcome.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from yarl import URL
 
 from convoyd.core.addresses import blocked_reason, parse_allow_list
 from convoyd.core.outcome import ErrorKind
-from convoyd.delivery.failures import describe
+from convoyd.delivery.failures import describe, describe_refused
 from convoyd.delivery.guard import (
     AddressGuard,
     GuardedResolver,
@@ -74,6 +77,7 @@ class AttemptReport:
     remote_address: str  # the IP actually connected to ("" if none)
     duration: float  # seconds
     retry_after: str | None  # the raw Retry-After response header
+    internal: bool = False  # convoyd's own error (see unsent), not the network's or the receiver's
 
 
 class _PeerResponse(aiohttp.ClientResponse):
@@ -114,11 +118,13 @@ class Sender:
         allow_cidrs: Sequence[str] = (),
         body_limit: int = 16384,
         user_agent: str,
-        max_connections: int = 1000,
+        max_connections: int = 0,
         max_connections_per_host: int = 0,
     ) -> None:
         """``user_agent`` is sent when a request carries no User-Agent of its own;
-        ``max_connections_per_host`` 0 means no per-host limit (the engine limits per endpoint)."""
+        ``max_connections`` and ``max_connections_per_host`` 0 mean no limit: the engine bounds
+        attempts in flight, in all and per endpoint, and a second, lower bound here would make
+        healthy endpoints' requests queue behind hanging ones (convoyd.delivery.capacity)."""
         if body_limit < 0:
             raise ValueError("body_limit must be >= 0")
         self._guard = AddressGuard(parse_allow_list(allow_cidrs))
@@ -251,7 +257,7 @@ class Sender:
         if target is None:
             try:
                 target = self._target(request.url)
-            except (ValueError, TypeError):
+            except Exception:  # any unparsable URL text, whatever yarl raises for it
                 return _failure(ErrorKind.NETWORK, "invalid URL", started)
         url, host, blocked = target
         if blocked:
@@ -286,6 +292,12 @@ class Sender:
                 duration=time.monotonic() - started,
                 retry_after=None,
             )
+        except Exception as exc:
+            # Not the network: aiohttp refuses a header byte (ValueError), or a bug. Still one
+            # failed attempt; its text names the header at fault, never a value.
+            if response is not None:
+                response.close()
+            return unsent(describe_refused(exc, request.headers), time.monotonic() - started)
         except BaseException:
             # Cancelled (shutdown) mid-response: give the connection back closed, not leaked.
             if response is not None:
@@ -325,6 +337,25 @@ class Sender:
                 break
         body = parts[0] if len(parts) == 1 else b"".join(parts)
         return body, size >= limit and not content.at_eof()
+
+
+def unsent(text: str, duration: float = 0.0) -> AttemptReport:
+    """The report of an attempt convoyd itself failed to make: the request could not be built
+    or sent, or a sender worker died or never answered. It is a network error to the retry
+    policy and the breaker (the delivery is retried, never left pending without an outcome);
+    ``internal`` lets the metrics tell it from the network's errors."""
+    return AttemptReport(
+        status=None,
+        headers=(),
+        body=b"",
+        truncated=False,
+        error_kind=ErrorKind.NETWORK,
+        error=text,
+        remote_address="",
+        duration=duration,
+        retry_after=None,
+        internal=True,
+    )
 
 
 def _failure(kind: ErrorKind, text: str, started: float) -> AttemptReport:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -25,11 +26,11 @@ import socket
 import struct
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from convoyd.core.outcome import ErrorKind
-from convoyd.delivery.sender import AttemptReport, OutboundRequest, Sender
+from convoyd.delivery.sender import AttemptReport, OutboundRequest, Sender, unsent
 
 log = logging.getLogger(__name__)
 _LENGTH = struct.Struct("!I")
@@ -39,6 +40,10 @@ _REPORTS = 1  # child -> parent: [(id, report fields...), ...]
 _ALLOW = 2  # parent -> child: new allow-list
 _READY = 3  # child -> parent: the sender is started; requests can come
 READY_TIMEOUT = 30.0
+# A reply later than the request's own timeout plus this is given up, and its worker replaced.
+REPLY_MARGIN = 10.0
+RESTART_DELAY = 0.1
+MAX_RESTART_DELAY = 5.0
 
 
 def _frame(kind: int, payload: Any) -> bytes:
@@ -46,10 +51,26 @@ def _frame(kind: int, payload: Any) -> bytes:
     return _LENGTH.pack(len(data)) + data
 
 
+def _frames(kind: int, items: list[Any], spoiled: Callable[[Any], None]) -> bytes:
+    """``items`` as one frame; when that fails (an item that cannot be pickled, a frame too large
+    for its length prefix), one frame per item, and each item that still fails goes to
+    ``spoiled`` instead of taking the whole batch down with it."""
+    with contextlib.suppress(Exception):
+        return _frame(kind, items)
+    out = []
+    for item in items:
+        try:
+            out.append(_frame(kind, [item]))
+        except Exception:
+            spoiled(item)
+    return b"".join(out)
+
+
 async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, Any]:
     size = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))[0]
     # The peer is our own child or parent, started by us over a private socketpair.
-    return pickle.loads(await reader.readexactly(size))  # type: ignore[no-any-return]  # noqa: S301
+    kind, payload = pickle.loads(await reader.readexactly(size))  # noqa: S301
+    return kind, payload
 
 
 def _report_fields(r: AttemptReport) -> tuple[Any, ...]:
@@ -63,11 +84,12 @@ def _report_fields(r: AttemptReport) -> tuple[Any, ...]:
         r.remote_address,
         r.duration,
         r.retry_after,
+        r.internal,
     )
 
 
 def _report(fields: Sequence[Any]) -> AttemptReport:
-    status, headers, body, truncated, kind, error, remote, duration, retry_after = fields
+    status, headers, body, truncated, kind, error, remote, duration, retry_after, internal = fields
     return AttemptReport(
         status=status,
         headers=headers,
@@ -78,21 +100,7 @@ def _report(fields: Sequence[Any]) -> AttemptReport:
         remote_address=remote,
         duration=duration,
         retry_after=retry_after,
-    )
-
-
-def _failure(reason: str) -> AttemptReport:
-    """The report of an attempt that never reached the network (it is retried as usual)."""
-    return AttemptReport(
-        status=None,
-        headers=(),
-        body=b"",
-        truncated=False,
-        error_kind=ErrorKind.NETWORK,
-        error=reason,
-        remote_address="",
-        duration=0.0,
-        retry_after=None,
+        internal=internal,
     )
 
 
@@ -102,16 +110,23 @@ class _Worker:
     def __init__(self, index: int) -> None:
         self.index = index
         self.proc: asyncio.subprocess.Process | None = None
-        self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
-        self.pending: dict[int, asyncio.Future[AttemptReport]] = {}
+        # Request id -> (its reply, the loop time after which the reply is given up).
+        self.pending: dict[int, tuple[asyncio.Future[AttemptReport], float]] = {}
         # Set while the child runs and has said it is ready; only ready workers take requests.
         self.ready = asyncio.Event()
         self.outbox: list[tuple[Any, ...]] = []
-        self.reading: asyncio.Task[None] | None = None
+        self.supervisor: asyncio.Task[None] | None = None
 
 
 class WorkerPoolSender:
+    """The Sender's ``send`` over child processes; see the module docstring.
+
+    No attempt waits forever: a worker that dies fails its attempts at once; a reply that does
+    not come within the request's timeout plus ``reply_margin`` fails its attempt, and the
+    worker, hung or broken, is killed and started again (its other attempts fail with it).
+    """
+
     def __init__(
         self,
         *,
@@ -119,6 +134,7 @@ class WorkerPoolSender:
         allow_cidrs: Sequence[str] = (),
         body_limit: int = 16384,
         user_agent: str,
+        reply_margin: float = REPLY_MARGIN,
     ) -> None:
         self._count = workers
         self._allow = list(allow_cidrs)
@@ -127,68 +143,157 @@ class WorkerPoolSender:
         self._ids = itertools.count()
         self._flush_scheduled = False
         self._closing = False
+        self._reply_margin = reply_margin
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         for worker in self._workers:
-            await self._spawn(worker)
+            worker.supervisor = asyncio.create_task(
+                self._supervise(worker), name=f"convoyd-sender-{worker.index}"
+            )
+        for worker in self._workers:
+            try:
+                await asyncio.wait_for(worker.ready.wait(), READY_TIMEOUT)
+            except TimeoutError:
+                await self.close()
+                raise RuntimeError(f"sender worker {worker.index} did not start") from None
+        self._watch = asyncio.create_task(self._watch_replies(), name="convoyd-sender-watch")
 
-    async def _spawn(self, worker: _Worker) -> None:
+    async def _supervise(self, worker: _Worker) -> None:
+        """Runs the worker's child as long as the pool is open; starts it again when it ends."""
+        delay = RESTART_DELAY
+        while not self._closing:
+            try:
+                reader = await self._launch(worker)
+            except Exception as exc:  # cannot even start a process (EMFILE, ENOMEM...)
+                log.error("could not start sender worker %d: %s", worker.index, exc)
+            else:
+                worked = False
+                try:
+                    worked = await self._read(worker, reader)
+                finally:
+                    self._gone(worker)
+                if worker.proc is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(worker.proc.wait(), 5)
+                if self._closing:
+                    return
+                if worked:  # it had been working: start it again after the shortest pause
+                    delay = RESTART_DELAY
+                log.error("sender worker %d exited; starting it again", worker.index)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RESTART_DELAY)  # one that keeps failing to start
+
+    async def _launch(self, worker: _Worker) -> asyncio.StreamReader:
         parent, child = socket.socketpair()
         config = {**self._config, "allow_cidrs": self._allow}
-        worker.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "convoyd.delivery.workers",
-            str(child.fileno()),
-            repr(config),
-            pass_fds=[child.fileno()],
-            stdin=subprocess.DEVNULL,
-        )
-        child.close()
-        worker.reader, worker.writer = await asyncio.open_connection(sock=parent)
-        worker.reading = asyncio.create_task(
-            self._read(worker), name=f"convoyd-sender-{worker.index}"
-        )
         try:
-            await asyncio.wait_for(worker.ready.wait(), READY_TIMEOUT)
-        except TimeoutError:
-            raise RuntimeError(f"sender worker {worker.index} did not start") from None
+            worker.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "convoyd.delivery.workers",
+                str(child.fileno()),
+                repr(config),
+                pass_fds=[child.fileno()],
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        reader, worker.writer = await asyncio.open_connection(sock=parent)
+        return reader
 
-    async def _read(self, worker: _Worker) -> None:
-        assert worker.reader is not None
+    async def _read(self, worker: _Worker, reader: asyncio.StreamReader) -> bool:
+        """Reads the child's frames until it is gone or sends what cannot be read; returns
+        whether it got as far as being ready."""
         try:
+            kind, _ = await asyncio.wait_for(_read_frame(reader), READY_TIMEOUT)
+            if kind != _READY:
+                raise ValueError(f"unexpected first frame {kind}")
+            worker.ready.set()
             while True:
-                kind, payload = await _read_frame(worker.reader)
-                if kind == _READY:
-                    worker.ready.set()
-                elif kind == _REPORTS:
-                    for request_id, *fields in payload:
-                        future = worker.pending.pop(request_id, None)
-                        if future is not None and not future.done():
-                            future.set_result(_report(fields))
+                kind, payload = await _read_frame(reader)
+                if kind == _REPORTS:
+                    for item in payload:
+                        self._deliver(worker, item)
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            return worker.ready.is_set()  # the child exited, or was killed
+        except Exception as exc:  # a frame that does not unpickle, a child that never got ready
+            log.error(
+                "sender worker %d is broken (%s); starting it again",
+                worker.index,
+                type(exc).__name__,
+            )
+        return worker.ready.is_set()
+
+    @staticmethod
+    def _deliver(worker: _Worker, item: Any) -> None:
+        try:
+            request_id, *fields = item
+            report = _report(fields)
+        except Exception:  # one malformed report; its attempt is given up by the watch
+            log.error("sender worker %d sent a malformed report", worker.index)
+            return
+        entry = worker.pending.pop(request_id, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_result(report)
+
+    def _gone(self, worker: _Worker) -> None:
+        """The child is gone or broken: nothing more goes to it, its attempts fail."""
         worker.ready.clear()
         if worker.writer is not None:
             worker.writer.close()
-        worker.writer = None
-        self._fail(worker, "the sender worker exited during the attempt")
-        if self._closing:
-            return
-        log.error("sender worker %d exited; starting it again", worker.index)
-        if worker.proc is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(worker.proc.wait(), 5)
-        await self._spawn(worker)
+            worker.writer = None
+        if not self._closing:
+            self._kill(worker)  # broken, not exited: make sure it is gone
+        self._fail(
+            worker,
+            "convoyd is shutting down"
+            if self._closing
+            else "the sender worker exited during the attempt",
+        )
+
+    @staticmethod
+    def _kill(worker: _Worker) -> None:
+        proc = worker.proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
 
     @staticmethod
     def _fail(worker: _Worker, reason: str) -> None:
-        report = _failure(reason)
-        for future in worker.pending.values():
+        report = unsent(reason)
+        for future, _ in worker.pending.values():
             if not future.done():
                 future.set_result(report)
         worker.pending.clear()
         worker.outbox.clear()
+
+    async def _watch_replies(self) -> None:
+        """Gives up replies overdue past their request's timeout plus the margin; the worker
+        that owes them is hung or broken (its own Sender ends every attempt within the
+        timeout), so it is killed, which fails its other attempts, and started again."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, self._reply_margin / 2))
+            now = loop.time()
+            for worker in self._workers:
+                overdue = [i for i, (_, due) in worker.pending.items() if due <= now]
+                if not overdue:
+                    continue
+                log.error(
+                    "sender worker %d did not answer %d attempt(s) in time; replacing it",
+                    worker.index,
+                    len(overdue),
+                )
+                for request_id in overdue:
+                    future, _ = worker.pending.pop(request_id)
+                    if not future.done():
+                        future.set_result(unsent("the sender worker did not answer in time"))
+                worker.ready.clear()
+                self._kill(worker)
 
     def set_allow_cidrs(self, cidrs: Sequence[str]) -> None:
         self._allow = list(cidrs)
@@ -212,16 +317,17 @@ class WorkerPoolSender:
     async def send(self, request: OutboundRequest) -> AttemptReport:
         worker = await self._ready_worker()
         if worker is None:
-            return _failure("no sender worker is running")
+            return unsent("no sender worker is running")
         request_id = next(self._ids)
-        future: asyncio.Future[AttemptReport] = asyncio.get_running_loop().create_future()
-        worker.pending[request_id] = future
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[AttemptReport] = loop.create_future()
+        worker.pending[request_id] = (future, loop.time() + request.timeout + self._reply_margin)
         worker.outbox.append(
             (request_id, request.url, tuple(request.headers), request.body, request.timeout)
         )
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         try:
             return await future
         finally:
@@ -232,22 +338,34 @@ class WorkerPoolSender:
         for worker in self._workers:
             if worker.outbox and worker.writer is not None:
                 batch, worker.outbox = worker.outbox, []
-                worker.writer.write(_frame(_SEND, batch))
+                worker.writer.write(
+                    _frames(_SEND, batch, functools.partial(self._unsendable, worker))
+                )
+
+    @staticmethod
+    def _unsendable(worker: _Worker, item: tuple[Any, ...]) -> None:
+        entry = worker.pending.pop(item[0], None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_result(unsent("could not pass the request to a sender worker"))
 
     async def close(self) -> None:
         self._closing = True
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
         for worker in self._workers:
             if worker.writer is not None:
                 worker.writer.close()
         for worker in self._workers:
-            if worker.reading is not None:
-                worker.reading.cancel()
-                await asyncio.gather(worker.reading, return_exceptions=True)
+            if worker.supervisor is not None:
+                worker.supervisor.cancel()
+                await asyncio.gather(worker.supervisor, return_exceptions=True)
             if worker.proc is not None:
                 try:
                     await asyncio.wait_for(worker.proc.wait(), 10)
                 except TimeoutError:
                     worker.proc.kill()
+                    await worker.proc.wait()
             self._fail(worker, "convoyd is shutting down")
 
 
@@ -272,31 +390,55 @@ async def _serve(fd: int, config: dict[str, Any]) -> None:
         nonlocal flush_scheduled
         flush_scheduled = False
         if done:
-            writer.write(_frame(_REPORTS, done[:]))
+            writer.write(_frames(_REPORTS, done[:], spoiled))
             done.clear()
 
-    async def one(request_id: int, url: str, headers: Any, body: bytes, limit: float) -> None:
+    def spoiled(item: tuple[Any, ...]) -> None:
+        # A report that cannot be pickled (a bug): its attempt still gets an answer.
+        failed = unsent("the sender worker could not return the report")
+        writer.write(_frame(_REPORTS, [(item[0], *_report_fields(failed))]))
+
+    def reply(request_id: Any, report: AttemptReport) -> None:
         nonlocal flush_scheduled
-        report = await sender.send(
-            OutboundRequest(url=url, headers=headers, body=body, timeout=limit)
-        )
         done.append((request_id, *_report_fields(report)))
         if not flush_scheduled:
             flush_scheduled = True
             loop.call_soon(flush)
+
+    async def one(request_id: Any, url: str, headers: Any, body: bytes, limit: float) -> None:
+        try:
+            report = await sender.send(
+                OutboundRequest(url=url, headers=headers, body=body, timeout=limit)
+            )
+        except Exception as exc:  # the Sender reports its failures; this is a bug: still answer
+            report = unsent(f"the sender worker failed on the attempt ({type(exc).__name__})")
+        reply(request_id, report)
+
+    def take(item: Any) -> None:
+        try:
+            task = asyncio.create_task(one(*item))
+        except Exception as exc:  # a malformed request: answer it if it has an id at all
+            with contextlib.suppress(Exception):
+                reply(
+                    item[0],
+                    unsent(f"malformed request to the sender worker ({type(exc).__name__})"),
+                )
+            return
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     try:
         while True:
             kind, payload = await _read_frame(reader)
             if kind == _SEND:
                 for item in payload:
-                    task = asyncio.create_task(one(*item))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                    take(item)
             elif kind == _ALLOW:
                 sender.set_allow_cidrs(payload)
     except (asyncio.IncompleteReadError, ConnectionError):
         pass  # the daemon closed the pipe (shutdown) or died: stop
+    # Anything else (a frame that does not unpickle) ends the process: the daemon sees it exit,
+    # fails the attempts it had here at once and starts another worker.
     finally:
         for task in tasks:
             task.cancel()
@@ -316,12 +458,19 @@ def main() -> None:
     from convoyd import gc_tuning
 
     gc_tuning.tune()
+    run: Callable[[Coroutine[Any, Any, None]], None]
     try:
         import uvloop
 
-        uvloop.run(_serve(fd, config))
+        run = uvloop.run
     except ImportError:  # pragma: no cover
-        asyncio.run(_serve(fd, config))
+        run = asyncio.run
+    try:
+        run(_serve(fd, config))
+    except Exception as exc:
+        # One line, no traceback (its frames may hold request headers, which carry secrets).
+        sys.stderr.write(f"convoyd sender worker stopped: {type(exc).__name__}\n")
+        os._exit(1)
     os._exit(0)
 
 

@@ -17,6 +17,8 @@ from convoyd.core.model import (
     Event,
     SignatureScheme,
 )
+from convoyd.core.request import redact_pairs
+from convoyd.core.validation import MAX_JSON_DEPTH, nested_deeper_than
 from convoyd.portal.templates import (
     EMPTY,
     Chrome,
@@ -275,17 +277,25 @@ def endpoint_page(
 
 
 def _headers(pairs: Sequence[tuple[str, str]]) -> Html:
+    """Event, request and response headers, credentials redacted (the API's one rule)."""
     if not pairs:
         return render('<p class="muted">none</p>')
-    return table(["Header", "Value"], ([mono(n), mono(v)] for n, v in pairs), cls="kv")
+    shown = redact_pairs(pairs)
+    return table(["Header", "Value"], ([mono(n), mono(v)] for n, v in shown), cls="kv")
 
 
 def body_text(data: bytes) -> str:
-    """A body for reading: pretty JSON when it is JSON, else text (never interpreted)."""
+    """A body for reading: pretty JSON when it is JSON, else text (never interpreted).
+
+    JSON nested deeper than events may be (a receiver's answer, an event stored before the
+    limit) is shown as it came: parsing and indenting recurse once per level.
+    """
     text = data.decode("utf-8", errors="replace")
+    if nested_deeper_than(text, MAX_JSON_DEPTH):
+        return text
     try:
         return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 

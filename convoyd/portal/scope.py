@@ -10,6 +10,7 @@ import dataclasses
 
 from convoyd.core import ids
 from convoyd.core.model import Delivery, Endpoint, Event, Page, PortalLink
+from convoyd.core.validation import excerpt
 from convoyd.errors import NotFoundError
 from convoyd.portal.context import PortalServices
 from convoyd.store.base import DeliveryQuery
@@ -18,7 +19,7 @@ _PAGE = 1000
 
 
 def _missing(kind: str, value: str) -> NotFoundError:
-    return NotFoundError(f"{kind} {value} not found")
+    return NotFoundError(f"{kind} {excerpt(value)} not found")  # any text from the URL path
 
 
 async def endpoint(services: PortalServices, link: PortalLink, endpoint_id: str) -> Endpoint:

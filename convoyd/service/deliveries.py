@@ -18,9 +18,11 @@ from convoyd.core.model import (
     EndpointStatusChange,
     Page,
 )
-from convoyd.delivery.engine import Engine
-from convoyd.delivery.hub import Change, WatchHub
+from convoyd.core.paging import number_cursor
+from convoyd.core.validation import filter_violations, require_id
+from convoyd.core.watch import StatusUpdate, WatchFilter
 from convoyd.errors import FailedPreconditionError, ValidationError
+from convoyd.service.feed import WorkFeed
 from convoyd.service.listing import page_of
 from convoyd.store.base import DeliveryQuery, Store
 
@@ -29,31 +31,41 @@ Clock = Callable[[], float]
 BATCH_RETRY_CHUNK = 500
 
 
+def check_query(query: DeliveryQuery) -> None:
+    """Every filter of a delivery listing has the shape of what it filters on (fields named as
+    in ListDeliveries and BatchRetryDeliveries)."""
+    filter_violations(
+        endpoint_ids=[
+            ("endpoint_id" if len(query.endpoint_ids) == 1 else f"endpoint_ids[{i}]", value)
+            for i, value in enumerate(query.endpoint_ids)
+        ],
+        event_ids=[("event_id", query.event_id)],
+        owner_ids=[("owner_id", query.owner_id)],
+        event_types=[("event_type", query.event_type)],
+    )
+
+
 class DeliveryManager:
     def __init__(
         self,
         store: Store,
-        engine: Engine,
-        hub: WatchHub,
+        feed: WorkFeed,
         *,
         clock: Clock,
-        on_endpoint_change: Callable[[Endpoint, EndpointStatusChange | None], object],
     ) -> None:
         self._store = store
-        self._engine = engine
-        self._hub = hub
+        self._feed = feed
         self._clock = clock
-        self._on_endpoint_change = on_endpoint_change
         self._background: set[asyncio.Task[None]] = set()
 
     async def get(self, delivery_id: str) -> Delivery:
-        if not delivery_id:
-            raise ValidationError.single("delivery_id", "is required")
+        require_id("dl", delivery_id, "delivery_id")
         return await self._store.get_delivery(delivery_id)
 
     async def list(
         self, query: DeliveryQuery, *, page_size: int = 0, page_token: str = ""
     ) -> Page[Delivery]:
+        check_query(query)
         return await page_of(
             ("deliveries", query),
             page_size,
@@ -70,7 +82,7 @@ class DeliveryManager:
             page_size,
             page_token,
             lambda after, limit: self._store.list_attempts(
-                delivery_id, after_number=int(after or 0), limit=limit
+                delivery_id, after_number=number_cursor(after), limit=limit
             ),
             cursor=lambda attempt: str(attempt.number),
         )
@@ -78,6 +90,7 @@ class DeliveryManager:
     async def _send_again(
         self, delivery_id: str, *, allowed: frozenset[DeliveryStatus], what: str
     ) -> Delivery:
+        require_id("dl", delivery_id, "delivery_id")
         now = self._clock()
         changes: list[EndpointStatusChange] = []
 
@@ -95,7 +108,7 @@ class DeliveryManager:
                     f"endpoint {endpoint.id} is pending: a probe delivery is already on its way"
                 )
             if status is EndpointStatus.INACTIVE:
-                # DESIGN §3: this delivery becomes the probe that decides the endpoint's fate.
+                # architecture.md §3: this delivery is the probe that decides the endpoint's fate.
                 target = states.transition(status, states.Trigger.RETRY_PROBE)
                 reason = f"probing with delivery {d.id}"
                 changes.append(
@@ -129,10 +142,9 @@ class DeliveryManager:
 
         delivery = await self._store.modify_delivery(delivery_id, change)
         if changes:
-            endpoint = await self._store.get_endpoint(delivery.endpoint_id)
-            self._on_endpoint_change(endpoint, changes[0])
-        self._engine.admit([delivery])
-        self._hub.publish([delivery])
+            self._feed.endpoints_changed([await self._store.get_endpoint(delivery.endpoint_id)])
+            self._feed.committed(changes)
+        self._feed.deliveries_due([delivery])
         return delivery
 
     async def retry(self, delivery_id: str) -> Delivery:
@@ -148,6 +160,7 @@ class DeliveryManager:
     async def batch_retry(self, query: DeliveryQuery, *, dry_run: bool) -> int:
         """Counts the matching FAILURE/DISCARDED deliveries and (unless dry_run) queues them
         again in the background, in chunks, so ingest never waits behind a large retry."""
+        check_query(query)
         statuses = tuple(query.statuses) or tuple(sorted(RETRYABLE_STATUSES))
         bad = [s for s in statuses if s not in RETRYABLE_STATUSES]
         if bad:
@@ -178,17 +191,17 @@ class DeliveryManager:
             except Exception:
                 log.exception("batch retry stopped")
                 return
-            self._engine.admit(chunk)
-            self._hub.publish(chunk)
+            self._feed.deliveries_due(chunk)
             if len(chunk) < BATCH_RETRY_CHUNK:
                 return
 
     def watch(
         self, *, endpoint_id: str, owner_id: str, statuses: frozenset[DeliveryStatus]
-    ) -> AsyncIterator[Change]:
-        from convoyd.delivery.hub import WatchFilter
-
-        return self._hub.watch(
+    ) -> AsyncIterator[StatusUpdate]:
+        filter_violations(
+            endpoint_ids=[("endpoint_id", endpoint_id)], owner_ids=[("owner_id", owner_id)]
+        )
+        return self._feed.watch(
             WatchFilter(
                 endpoint_id=endpoint_id,
                 owner_id=owner_id,

@@ -18,17 +18,21 @@ from convoyd.core.model import (
     Page,
     Secret,
 )
-from convoyd.core.validation import Limits, validate_endpoint_spec, validate_secret
+from convoyd.core.request import keep_hidden_values
+from convoyd.core.validation import (
+    Limits,
+    filter_violations,
+    require_id,
+    validate_endpoint_spec,
+    validate_secret,
+)
 from convoyd.errors import ResourceExhaustedError, ValidationError
+from convoyd.service.feed import WorkFeed
 from convoyd.service.listing import page_of
 from convoyd.store.base import Store
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
-# Told about every committed endpoint change (with the status change, if there was one), and
-# every deletion: the delivery engine and the watch stream follow along.
-ChangeListener = Callable[[Endpoint, EndpointStatusChange | None], None]
-DeleteListener = Callable[[str], None]
 
 # Spec fields an update may replace, by their name in the API.
 UPDATABLE_FIELDS = frozenset(
@@ -57,29 +61,35 @@ MAX_OLD_SECRET_LIFETIME = 7 * 86400.0
 
 class EndpointManager:
     def __init__(
-        self, store: Store, *, clock: Clock, rng: random.Random, limits: Limits | None = None
+        self,
+        store: Store,
+        feed: WorkFeed,
+        *,
+        clock: Clock,
+        rng: random.Random,
+        limits: Limits | None = None,
     ) -> None:
         self._store = store
+        self._feed = feed
         self._clock = clock
         self._rng = rng
         self.limits = limits or Limits()
-        self.on_change: list[ChangeListener] = []
-        self.on_delete: list[DeleteListener] = []
 
     def notify_changed(
         self, endpoint: Endpoint, change: EndpointStatusChange | None = None
     ) -> Endpoint:
-        """Tells the listeners about a committed change (also used by the delivery service)."""
-        for listener in self.on_change:
-            listener(endpoint, change)
+        """Puts a committed change on the feed: the engine and the watchers follow along."""
+        self._feed.endpoints_changed([endpoint])
+        if change is not None:
+            self._feed.committed([change])
         return endpoint
 
-    def _check_endpoint_id(self, endpoint_id: str) -> None:
-        if not endpoint_id:
-            raise ValidationError.single("endpoint_id", "is required")
+    def _check_endpoint_id(self, endpoint_id: str, field: str = "endpoint_id") -> None:
+        require_id("ep", endpoint_id, field)
 
     async def create(self, spec: EndpointSpec, secret: str = "") -> Endpoint:
         validate_endpoint_spec(spec, self.limits)
+        _refuse_placeholders(keep_hidden_values(spec.headers, {})[1])
         if secret:
             validate_secret(spec.signature.scheme, secret)
         now = self._clock()
@@ -109,6 +119,7 @@ class EndpointManager:
         page_size: int = 0,
         page_token: str = "",
     ) -> Page[Endpoint]:
+        filter_violations(owner_ids=[("owner_id", owner_id)])
         return await page_of(
             ("endpoints", owner_id, status),
             page_size,
@@ -118,9 +129,11 @@ class EndpointManager:
             ),
         )
 
-    async def update(self, endpoint_id: str, changes: Mapping[str, Any]) -> Endpoint:
+    async def update(
+        self, endpoint_id: str, changes: Mapping[str, Any], *, id_field: str = "endpoint_id"
+    ) -> Endpoint:
         """Replaces the named spec fields; the result is validated as a whole."""
-        self._check_endpoint_id(endpoint_id)
+        self._check_endpoint_id(endpoint_id, id_field)
         unknown = sorted(set(changes) - UPDATABLE_FIELDS)
         if unknown:
             raise ValidationError.single("update_mask", f"cannot update {', '.join(unknown)}")
@@ -129,7 +142,12 @@ class EndpointManager:
         now = self._clock()
 
         def change(current: Endpoint) -> Endpoint:
-            spec = dataclasses.replace(current.spec, **changes)
+            new = dict(changes)
+            if "headers" in new:
+                # Reads show credential headers as [redacted]: sent back, they keep the value.
+                new["headers"], missing = keep_hidden_values(new["headers"], current.spec.headers)
+                _refuse_placeholders(missing)
+            spec = dataclasses.replace(current.spec, **new)
             validate_endpoint_spec(spec, self.limits)
             if spec.signature.scheme is not current.spec.signature.scheme:
                 for s in current.live_secrets(now):
@@ -146,8 +164,7 @@ class EndpointManager:
     async def delete(self, endpoint_id: str) -> None:
         self._check_endpoint_id(endpoint_id)
         await self._store.delete_endpoint(endpoint_id)
-        for listener in self.on_delete:
-            listener(endpoint_id)
+        self._feed.endpoints_deleted([endpoint_id])
 
     async def change_status(
         self, endpoint_id: str, trigger: states.Trigger, reason: str
@@ -242,3 +259,12 @@ class EndpointManager:
     async def live_secrets(self, endpoint_id: str) -> tuple[Secret, ...]:
         endpoint = await self.get(endpoint_id)
         return endpoint.live_secrets(self._clock())
+
+
+def _refuse_placeholders(names: tuple[str, ...]) -> None:
+    """A header holding the placeholder reads show, with no stored value to stand for."""
+    if names:
+        raise ValidationError.single(
+            f"headers[{names[0][:40]!r}]",
+            "is the [redacted] placeholder with no stored value; send the real value",
+        )

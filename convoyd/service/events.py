@@ -11,8 +11,15 @@ from typing import TYPE_CHECKING
 from convoyd.core import routing
 from convoyd.core.ids import new_id
 from convoyd.core.model import Delivery, DeliveryStatus, Event, EventInput, Page
-from convoyd.core.validation import Limits, event_violations
+from convoyd.core.validation import (
+    Limits,
+    event_violations,
+    excerpt,
+    filter_violations,
+    require_id,
+)
 from convoyd.errors import AlreadyExistsError, NotFoundError, ValidationError
+from convoyd.service.feed import WorkFeed
 from convoyd.service.listing import page_of
 from convoyd.store.base import EventQuery, IngestReader, IngestWrite, Store
 
@@ -20,7 +27,6 @@ if TYPE_CHECKING:
     from convoyd.metrics import Metrics
 
 Clock = Callable[[], float]
-Accepted = Callable[[Sequence[IngestWrite]], None]
 
 MAX_BATCH = 1000
 
@@ -48,7 +54,7 @@ class EventManager:
         max_payload_bytes: int = 1024 * 1024,
         idempotency_window: float = 24 * 3600.0,
         limits: Limits | None = None,
-        on_accepted: Accepted | None = None,
+        feed: WorkFeed,
         metrics: Metrics | None = None,
     ) -> None:
         self._store = store
@@ -57,7 +63,7 @@ class EventManager:
         self._max_payload = max_payload_bytes
         self._window = idempotency_window
         self._limits = limits or Limits()
-        self.on_accepted = on_accepted
+        self._feed = feed
         self._metrics = metrics
 
     def set_limits(self, *, max_payload_bytes: int, idempotency_window: float) -> None:
@@ -95,8 +101,7 @@ class EventManager:
         writes = await self._store.ingest(build)
         if self._metrics is not None:
             self._metrics.ingested(writes)
-        if self.on_accepted is not None:
-            self.on_accepted(writes)
+        self._feed.events_accepted(writes)
         return [w.event for w in writes]
 
     def _plan(
@@ -117,8 +122,8 @@ class EventManager:
                 original, original_hash = found
                 if original_hash != digest:
                     raise AlreadyExistsError(
-                        f"{where + ': ' if where else ''}idempotency key {key!r} was used for"
-                        f" another event ({original.id}) with a different payload"
+                        f"{where + ': ' if where else ''}idempotency key {excerpt(key)} was used"
+                        f" for another event ({original.id}) with a different payload"
                     )
                 return IngestWrite(event=original, payload_hash=original_hash, replay=True)
         if event.owner_id:
@@ -170,13 +175,17 @@ class EventManager:
         return write
 
     async def get(self, event_id: str) -> Event:
-        if not event_id:
-            raise ValidationError.single("event_id", "is required")
+        require_id("ev", event_id, "event_id")
         return await self._store.get_event(event_id)
 
     async def list(
         self, query: EventQuery, *, page_size: int = 0, page_token: str = ""
     ) -> Page[Event]:
+        filter_violations(
+            endpoint_ids=[("endpoint_id", query.endpoint_id)],
+            owner_ids=[("owner_id", query.owner_id)],
+            event_types=[("event_type", query.event_type)],
+        )
         return await page_of(
             ("events", query),
             page_size,

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from convoyd.core import ids
 from convoyd.core.model import Page, PortalLink, PortalLinkKind, PortalSession
+from convoyd.core.validation import filter_violations, id_problem, require_id
 from convoyd.errors import FieldViolation, NotFoundError, UnauthenticatedError, ValidationError
 from convoyd.service.listing import page_of
 from convoyd.store.base import Store
@@ -93,9 +94,9 @@ def _violations(request: PortalLinkRequest) -> list[FieldViolation]:
     if len(request.endpoint_ids) > MAX_ENDPOINT_IDS:
         out.append(FieldViolation("endpoint_ids", f"has more than {MAX_ENDPOINT_IDS} entries"))
     seen: set[str] = set()
-    for i, endpoint_id in enumerate(request.endpoint_ids):
-        if not ids.is_valid_id("ep", endpoint_id):
-            out.append(FieldViolation(f"endpoint_ids[{i}]", "is not an endpoint id"))
+    for i, endpoint_id in enumerate(request.endpoint_ids[:MAX_ENDPOINT_IDS]):
+        if (problem := id_problem("ep", endpoint_id)) is not None:
+            out.append(FieldViolation(f"endpoint_ids[{i}]", problem))
         elif endpoint_id in seen:
             out.append(FieldViolation(f"endpoint_ids[{i}]", "is given twice"))
         seen.add(endpoint_id)
@@ -148,8 +149,7 @@ class PortalManager:
         return link, token
 
     async def get(self, link_id: str) -> PortalLink:
-        if not link_id:
-            raise ValidationError.single("portal_link_id", "is required")
+        require_id("pl", link_id, "portal_link_id")
         return await self._store.get_portal_link(link_id)
 
     async def list(
@@ -160,6 +160,7 @@ class PortalManager:
         page_size: int = 0,
         page_token: str = "",
     ) -> Page[PortalLink]:
+        filter_violations(owner_ids=[("owner_id", owner_id)])
         live_at = None if show_inactive else self._clock()
         return await page_of(
             ("portal_links", owner_id, show_inactive),
@@ -172,8 +173,7 @@ class PortalManager:
 
     async def revoke(self, link_id: str) -> PortalLink:
         """Ends the link and every session opened with it; revoking again changes nothing."""
-        if not link_id:
-            raise ValidationError.single("portal_link_id", "is required")
+        require_id("pl", link_id, "portal_link_id")
         now = self._clock()
 
         def change(link: PortalLink) -> PortalLink:

@@ -132,10 +132,11 @@ async def test_every_bad_field_is_named_at_once(api: Any) -> None:
 
 
 async def test_unknown_id_is_not_found(api: Any) -> None:
+    unknown = "ep_" + "0" * 26  # the shape of an id, never issued (a bad shape: test_ids.py)
     for call, request in (
-        (api.GetEndpoint, pb.GetEndpointRequest(endpoint_id="ep_nope")),
-        (api.DeleteEndpoint, pb.DeleteEndpointRequest(endpoint_id="ep_nope")),
-        (api.PauseEndpoint, pb.PauseEndpointRequest(endpoint_id="ep_nope")),
+        (api.GetEndpoint, pb.GetEndpointRequest(endpoint_id=unknown)),
+        (api.DeleteEndpoint, pb.DeleteEndpointRequest(endpoint_id=unknown)),
+        (api.PauseEndpoint, pb.PauseEndpointRequest(endpoint_id=unknown)),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await call(request)

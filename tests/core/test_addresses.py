@@ -1,4 +1,5 @@
-"""The SSRF table: every blocked range with its reason, embedded IPv4 forms, the allow-list.
+"""The SSRF table (every blocked range with its reason, embedded IPv4 forms, the allow-list) and
+the URL host rules.
 
 Pure classification only: nothing here opens a socket.
 """
@@ -9,7 +10,12 @@ import ipaddress
 
 import pytest
 
-from convoyd.core.addresses import blocked_reason, parse_allow_list
+from convoyd.core.addresses import (
+    blocked_reason,
+    ipv4_from_legacy,
+    parse_allow_list,
+    url_host_problem,
+)
 
 
 def reason(address: str, allow: tuple[str, ...] = ()) -> str | None:
@@ -201,3 +207,79 @@ def test_parse_allow_list() -> None:
 def test_parse_allow_list_rejects_non_cidrs(bad: str) -> None:
     with pytest.raises(ValueError, match="is not a CIDR range"):
         parse_allow_list(["127.0.0.0/8", bad])
+
+
+# URL hosts: what aiohttp (over yarl) can connect to (hardening item 9).
+FULLWIDTH = "".join(chr(ord(c) + 0xFEE0) for c in "localhost")
+
+
+@pytest.mark.parametrize(
+    ("host", "bracketed", "problem"),
+    [
+        ("127.0.0.1", False, None),
+        ("0.0.0.0", False, None),  # noqa: S104 - canonical; the SSRF guard judges it
+        ("example.com", False, None),
+        ("EXAMPLE.com", False, None),
+        ("a_b.example", False, None),
+        ("xn--mnchen-3ya.de", False, None),
+        ("xn--zca.de", False, None),  # IDNA 2008's ß: valid punycode
+        ("münchen.de", False, None),
+        (FULLWIDTH, False, None),
+        ("::1", True, None),
+        ("::ffff:127.0.0.1", True, None),
+        ("127.0.0.1.", False, "dotted-quad"),
+        ("2130706434", False, "dotted-quad"),
+        ("127.2", False, "dotted-quad"),
+        ("127.0.2", False, "dotted-quad"),
+        ("0x7f.0.0.1", False, "dotted-quad"),
+        ("0x7F000001", False, "dotted-quad"),
+        ("0177.0.0.1", False, "dotted-quad"),
+        ("127.000.000.001", False, "dotted-quad"),
+        ("256.0.0.1", False, "not a valid IPv4"),
+        ("1.2.3.4.5", False, "not a valid IPv4"),
+        ("example.1", False, "not a valid IPv4"),
+        ("0x", False, "dotted-quad"),
+        ("example.com.", False, "ends with a dot"),
+        ("a..b", False, "not a DNS name"),
+        (".a", False, "not a DNS name"),
+        ("-" * 64, False, "not a DNS name"),
+        ("a$b", False, "not a DNS name"),
+        ("%6cocalhost", False, "not a DNS name"),
+        ("xn--", False, "punycode"),
+        ("xn--99999999", False, "punycode"),
+        ("a." * 127 + "a", False, "longer than 253"),
+        ("a..b" + "é", False, "internationalised"),
+        ("::1%lo", True, "zone id"),
+        ("fe80::1%25eth0", True, "zone id"),
+        ("v1.x", True, "IPv6 address"),
+        ("127.0.0.1", True, "IPv6 address"),
+    ],
+)
+def test_url_hosts(host: str, bracketed: bool, problem: str | None) -> None:
+    found = url_host_problem(host, bracketed=bracketed)
+    assert found is None if problem is None else problem in (found or ""), found
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("2130706434", "127.0.0.2"),
+        ("127.2", "127.0.0.2"),
+        ("127.0.2", "127.0.0.2"),
+        ("0x7f.1", "127.0.0.1"),
+        ("0177.0.0.01", "127.0.0.1"),
+        ("0x", "0.0.0.0"),  # noqa: S104 - a host string, nothing binds
+        ("127.0.0.1.", "127.0.0.1"),
+        ("4294967296", None),
+        ("1.2.3.4.5", None),
+        ("08.0.0.1", None),  # 08 is neither octal nor decimal
+        ("a.1", None),
+    ],
+)
+def test_legacy_ipv4_spellings(host: str, address: str | None) -> None:
+    found = ipv4_from_legacy(host)
+    assert (str(found) if found else None) == address
+
+
+def test_a_long_host_is_not_echoed_whole() -> None:
+    assert len(url_host_problem("a" * 10_000) or "") < 200

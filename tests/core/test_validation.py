@@ -8,7 +8,19 @@ from typing import Any
 import pytest
 
 from convoyd.core.model import ApiKeyAuth, EndpointSpec, RetryPolicy, RetryStrategy
-from convoyd.core.validation import Limits, check_url, is_json, validate_endpoint_spec
+from convoyd.core.validation import (
+    MAX_JSON_DEPTH,
+    Limits,
+    check_header_name,
+    check_header_value,
+    check_url,
+    excerpt,
+    id_problem,
+    is_json,
+    json_problem,
+    nested_deeper_than,
+    validate_endpoint_spec,
+)
 from convoyd.errors import ValidationError
 
 LIMITS = Limits()
@@ -127,3 +139,127 @@ def test_spec_rules(changes: dict[str, Any], bad_field: str | None) -> None:
 )
 def test_is_json_agrees_with_json_loads(data: bytes, ok: bool) -> None:
     assert is_json(data) is ok
+
+
+# Hardening: header bytes the HTTP client refuses, deep JSON, id shapes, echoes of bad input.
+
+AIOHTTP_REFUSES = [chr(c) for c in (*range(0x09), *range(0x0A, 0x20), 0x7F)]
+
+
+@pytest.mark.parametrize("char", [*AIOHTTP_REFUSES, "\ud800", "\udfff"])
+def test_header_values_with_bytes_the_client_refuses(char: str) -> None:
+    assert check_header_value(f"a{char}b", LIMITS) is not None
+
+
+@pytest.mark.parametrize("value", ["", "a b", "a\tb", "é", "€", "🙂", "\x80", "ÿ", "~!@#"])
+def test_header_values_the_client_sends(value: str) -> None:
+    assert check_header_value(value, LIMITS) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("X-Ok", True),
+        ("x!#$%&'*+-.^_`|~9", True),
+        ("X-A\n", False),  # "$" in a regex also matches before a final newline
+        ("X A", False),
+        ("X:A", False),
+        ("é", False),
+        ("", False),
+        ("X" * 256, True),
+        ("X" * 257, False),
+        ("Webhook-Signature", False),
+    ],
+)
+def test_header_names(name: str, ok: bool) -> None:
+    assert (check_header_name(name, LIMITS) is None) == ok
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"headers": {"X-P": "a\x01b"}}, "headers['X-P']"),
+        ({"headers": {"X-P": "a\x7f"}}, "headers['X-P']"),
+        ({"headers": {"X" * 300: "v"}}, "headers['" + "X" * 64 + "'...]"),
+        (
+            {"auth": ApiKeyAuth(header_name="X-Key", header_value="k\x1b")},
+            "authentication.api_key.header_value",
+        ),
+        (
+            {"auth": ApiKeyAuth(header_name="X-Key\n", header_value="k")},
+            "authentication.api_key.header_name",
+        ),
+        ({"content_type": "application/json\ud800"}, "content_type"),
+        ({"owner_id": "acme\n"}, "owner_id"),
+        ({"event_types": ("a\n",)}, "event_types[0]"),
+        ({"name": "x\ud800"}, "name"),
+    ],
+)
+def test_spec_fields_the_client_could_not_send(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        validate_endpoint_spec(dataclasses.replace(BASE, **changes), LIMITS)
+    assert field in {v.field for v in caught.value.violations}
+
+
+def nest(depth: int, open_: str = "[", close: str = "]") -> str:
+    return open_ * depth + close * depth
+
+
+@pytest.mark.parametrize(
+    ("text", "deeper"),
+    [
+        (nest(MAX_JSON_DEPTH), False),
+        (nest(MAX_JSON_DEPTH + 1), True),
+        (nest(1000, '{"a":', "}"), True),
+        ("[" * 100_000, True),  # unbalanced: a parser would still recurse that deep
+        ("[" + "[1]," * 10_000 + "1]", False),  # many brackets, shallow
+        (f'["{"[" * 5000}"]', False),  # brackets inside a string do not nest
+        ('["\\"' + "[" * 5000 + '"]', False),  # nor after an escaped quote
+        ("[1]" * 200, False),
+    ],
+)
+def test_nesting_depth(text: str, deeper: bool) -> None:
+    assert nested_deeper_than(text, MAX_JSON_DEPTH) is deeper
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (nest(1000).encode(), "levels deep"),
+        (nest(1000).encode("utf-16"), "levels deep"),  # json.loads reads UTF-16 too
+        (b"\xef\xbb\xbf" + nest(1000).encode(), "levels deep"),
+        (b"[" * 1000, "levels deep"),
+        (nest(MAX_JSON_DEPTH).encode(), None),
+        (nest(MAX_JSON_DEPTH).encode("utf-32"), None),
+        (b"[", "not valid JSON"),
+    ],
+)
+def test_json_problem(data: bytes, problem: str | None) -> None:
+    found = json_problem(data)
+    assert found is None if problem is None else problem in (found or "")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "value", "ok"),
+    [
+        ("ep", "ep_01J0000000000000000000000A", True),
+        ("ep", "ep_" + "0" * 26, True),
+        ("ep", "ev_" + "0" * 26, False),
+        ("ep", "ep_" + "0" * 25, False),
+        ("ep", "ep_" + "0" * 27, False),
+        ("ep", "ep_" + "o" * 26, False),  # lower case, and O is not a Crockford digit
+        ("ep", "ep_" + "0" * 26 + "\n", False),
+        ("ep", "", False),
+        ("dl", "dl_" + "Z" * 26, True),
+        ("pl", "pl_" + "U" * 26, False),  # U is not a Crockford digit either
+        ("ev", "X" * 1_000_000, False),
+    ],
+)
+def test_id_shapes(prefix: str, value: str, ok: bool) -> None:
+    assert (id_problem(prefix, value) is None) == ok
+
+
+def test_excerpt_quotes_at_most_a_short_prefix() -> None:
+    assert excerpt("abc") == "'abc'"
+    shown = excerpt("x" * 1_000_000)
+    assert len(shown) < 80 and shown.endswith("...")

@@ -553,3 +553,38 @@ async def test_fake_sender_answers_from_its_script() -> None:
     assert (await fake.send(post("http://c.example/"))).status == 200
     assert [r.url for r in fake.requests][-2:] == ["http://b.example/", "http://c.example/"]
     assert fake.max_in_flight == 1
+
+
+# --- what the HTTP client refuses to send ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "text"),
+    [
+        (("X-P", "a\x7fb"), "request header X-P has a control character in its value"),
+        (("X-P", "a\x01b"), "request header X-P has a control character in its value"),
+        (("X-P", "a\x1fb"), "request header X-P has a control character in its value"),
+        (("X-P", "a\rb"), "request header X-P has a control character in its value"),
+        (("X-Api-Key", f"{SECRET}\x0b"), "request header X-Api-Key has a control character"),
+        (("X\x7fP", "v"), "request header name X\\x7fP has a control character"),
+    ],
+)
+async def test_a_header_the_http_client_refuses_is_a_failed_attempt(
+    sender: Sender, receiver: Receiver, header: tuple[str, str], text: str
+) -> None:
+    # aiohttp raises ValueError for every control byte but HTAB: a report, never an exception.
+    report = await sender.send(post(receiver.url(), headers=(("X-Ok", "1"), header)))
+    assert report.error_kind is ErrorKind.NETWORK
+    assert report.internal
+    assert report.status is None
+    assert text in report.error
+    assert SECRET not in report.error and "a\x7fb" not in report.error
+    assert receiver.seen == []
+    # The session is unharmed: the next request goes out on it.
+    assert (await sender.send(post(receiver.url()))).status == 200
+
+
+async def test_a_tab_in_a_header_value_is_sent(sender: Sender, receiver: Receiver) -> None:
+    report = await sender.send(post(receiver.url(), headers=(("X-P", "a\tb"),)))
+    assert report.status == 200
+    assert not report.internal

@@ -6,14 +6,16 @@ without touching this file. The daemon is the real `convoyd serve` process.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import pytest
 from google.protobuf import descriptor as d
-from google.protobuf import message_factory
+from google.protobuf import duration_pb2, message_factory, timestamp_pb2
 from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -46,6 +48,8 @@ CLEAN = {
 }
 
 F = d.FieldDescriptor
+DEEP_JSON = b"[" * 1000 + b"]" * 1000
+DEEP_TOKEN = base64.urlsafe_b64encode(DEEP_JSON).decode().rstrip("=")
 IDS = [f"{s.name}.{m.name}" for s, m in METHODS]
 NASTY_TEXT = st.sampled_from(
     [
@@ -62,6 +66,15 @@ NASTY_TEXT = st.sampled_from(
         "*",
         "order.*",
         "cHJvYmFibHkgbm90IGEgdG9rZW4",
+        DEEP_TOKEN,  # base64 of JSON nested 1,000 deep: a page token that broke the decoder
+        "a\x01b",  # a header byte the HTTP client refuses
+        "a\x7f",
+        "X-P",
+        "ep_" + "X" * 100_000,  # an id far longer than any issued (it was echoed whole)
+        "http://127.0.0.1.:9/",  # IPv4 spellings the HTTP client refuses
+        "http://2130706434:9/",
+        "http://[::1%25lo]:9/",
+        "order.created\n",
     ]
 )
 
@@ -74,7 +87,15 @@ def _scalar(field: d.FieldDescriptor) -> st.SearchStrategy[Any]:
         return st.one_of(
             st.binary(max_size=64),
             st.sampled_from(
-                [b"{}", b'{"a": 1}', b"[", b"\xff\xfe", b'"' + b"x" * 2_000_000 + b'"']
+                [
+                    b"{}",
+                    b'{"a": 1}',
+                    b"[",
+                    b"\xff\xfe",
+                    b'"' + b"x" * 2_000_000 + b'"',
+                    DEEP_JSON,
+                    b"[" * 100_000,
+                ]
             ),
         )
     if t == d.FieldDescriptor.TYPE_BOOL:
@@ -102,10 +123,15 @@ def _scalar(field: d.FieldDescriptor) -> st.SearchStrategy[Any]:
 
 def _time_like(desc: d.Descriptor) -> st.SearchStrategy[Message]:
     cls = message_factory.GetMessageClass(desc)
+    # Past the types' own ranges too: the wire carries any int64 seconds and int32 nanos.
+    extremes = st.sampled_from([2**62, -(2**62), 2**63 - 1, -(2**63), 253_402_300_800])
     return st.builds(
         lambda s, n: cls(seconds=s, nanos=n),
-        st.integers(min_value=-(10**11), max_value=10**11),
-        st.integers(min_value=-999_999_999, max_value=999_999_999),
+        st.one_of(st.integers(min_value=-(10**11), max_value=10**11), extremes),
+        st.one_of(
+            st.integers(min_value=-999_999_999, max_value=999_999_999),
+            st.sampled_from([2**31 - 1, -(2**31), 1_000_000_000]),
+        ),
     )
 
 
@@ -223,6 +249,114 @@ def test_corrupt_wire_bytes_are_invalid_argument(
 ) -> None:
     code = call(channel, running, service, method, raw)
     assert code in CLEAN, f"{method.full_name}: {code} for {raw!r}"
+
+
+def _targeted() -> list[tuple[str, str, Message]]:
+    """The reproductions of the hardening issue and their variations: (method, field, request)."""
+    ep, ev, dl, pl = endpoint_pb2, event_pb2, delivery_pb2, portal_pb2
+    far = timestamp_pb2.Timestamp(seconds=2**62)
+    before = timestamp_pb2.Timestamp(seconds=-(2**62))
+    bad_nanos = timestamp_pb2.Timestamp(seconds=1, nanos=2**31 - 1)
+    huge = duration_pb2.Duration(seconds=2**62)
+    unknown = "ep_" + "0" * 26
+    url = "https://hooks.example.invalid/x"
+    return [
+        (
+            "EndpointService.CreateEndpoint",
+            "url",
+            ep.CreateEndpointRequest(endpoint=ep.Endpoint(url="http://127.0.0.1.:9/")),
+        ),
+        (
+            "EndpointService.CreateEndpoint",
+            "url",
+            ep.CreateEndpointRequest(endpoint=ep.Endpoint(url="http://127.2:9/")),
+        ),
+        (
+            "EndpointService.CreateEndpoint",
+            "headers['X-P']",
+            ep.CreateEndpointRequest(endpoint=ep.Endpoint(url=url, headers={"X-P": "a\x01b"})),
+        ),
+        (
+            "EndpointService.CreateEndpoint",
+            "http_timeout",
+            ep.CreateEndpointRequest(endpoint=ep.Endpoint(url=url, http_timeout=huge)),
+        ),
+        (
+            "EndpointService.GetEndpoint",
+            "endpoint_id",
+            ep.GetEndpointRequest(endpoint_id="ep_" + "X" * 1_000_000),
+        ),
+        (
+            "EndpointService.ListEndpoints",
+            "page_token",
+            ep.ListEndpointsRequest(page_token=DEEP_TOKEN),
+        ),
+        (
+            "EventService.CreateEvent",
+            "data",
+            ev.CreateEventRequest(endpoint_ids=[unknown], event_type="a", data=DEEP_JSON),
+        ),
+        (
+            "EventService.CreateEvent",
+            "headers['X-P']",
+            ev.CreateEventRequest(
+                endpoint_ids=[unknown], event_type="a", data=b"{}", headers={"X-P": "\x7f"}
+            ),
+        ),
+        ("EventService.ListEvents", "created_after", ev.ListEventsRequest(created_after=far)),
+        ("EventService.ListEvents", "created_before", ev.ListEventsRequest(created_before=before)),
+        (
+            "DeliveryService.ListDeliveries",
+            "created_after",
+            dl.ListDeliveriesRequest(created_after=bad_nanos),
+        ),
+        (
+            "DeliveryService.ListDeliveries",
+            "page_token",
+            dl.ListDeliveriesRequest(page_token=DEEP_TOKEN),
+        ),
+        (
+            "DeliveryService.BatchRetryDeliveries",
+            "created_before",
+            dl.BatchRetryDeliveriesRequest(endpoint_id=unknown, created_before=far),
+        ),
+        (
+            "PortalService.CreatePortalLink",
+            "lifetime",
+            pl.CreatePortalLinkRequest(owner_id="acme", lifetime=huge),
+        ),
+        (
+            "PortalService.GetPortalLink",
+            "portal_link_id",
+            pl.GetPortalLinkRequest(portal_link_id="x" * 100_000),
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "field", "request_"), _targeted(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_known_bad_inputs_are_invalid_argument_naming_the_field(
+    channel: grpc.Channel, running: Running, method: str, field: str, request_: Message
+) -> None:
+    service, name = method.split(".")
+    try:
+        channel.unary_unary(f"/convoyd.v1.{service}/{name}")(
+            request_.SerializeToString(), metadata=running.metadata, timeout=10
+        )
+    except grpc.RpcError as exc:
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, exc.details())
+        assert len(exc.details() or "") < 600  # no more than a prefix of the input
+        fields = set()
+        for key, value in exc.trailing_metadata() or ():
+            if key == "grpc-status-details-bin":
+                for detail in status_pb2.Status.FromString(value).details:
+                    bad = error_details_pb2.BadRequest()
+                    if detail.Unpack(bad):
+                        fields |= {v.field for v in bad.field_violations}
+        assert field in fields, (method, fields)
+    else:
+        pytest.fail(f"{method} accepted {field}")
 
 
 def test_the_daemon_survived(running: Running, channel: grpc.Channel) -> None:
