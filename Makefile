@@ -97,7 +97,8 @@ soak: $(STAMP)
 reliability: $(STAMP) $(NODE_STAMP)
 	CONVOYD_FIGURES_DIR=benchmarks/results $(BIN)/pytest -q tests/e2e/test_crash_cycles.py \
 		tests/e2e/test_crash.py tests/delivery/test_faulty_receivers.py \
-		tests/e2e/test_disk_full.py tests/fuzz tests/e2e/test_poison.py tests/e2e/test_soak.py
+		tests/e2e/test_disk_full.py tests/fuzz tests/e2e/test_poison.py \
+		tests/e2e/test_unauthenticated_memory.py tests/e2e/test_soak.py
 	$(BIN)/python benchmarks/bench.py --only isolation --out benchmarks/results/isolation.json
 	@cat benchmarks/results/crash.json benchmarks/results/soak.json
 

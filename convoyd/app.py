@@ -10,14 +10,13 @@ import os
 import random
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from convoyd import __version__, logs, signals
+from convoyd import __version__, datadir, logs, signals
 from convoyd.control.auth import AuthInterceptor, bootstrap_tokens
 from convoyd.control.decode import DecodeGuardInterceptor
 from convoyd.control.deliveries import DeliveryService
@@ -25,33 +24,35 @@ from convoyd.control.endpoints import EndpointService
 from convoyd.control.events import EventService
 from convoyd.control.metrics import MetricsInterceptor
 from convoyd.control.portal import PortalService
-from convoyd.core.model import Endpoint, EndpointStatusChange
+from convoyd.core.model import Endpoint
+from convoyd.core.states import Trigger
 from convoyd.delivery.config import USER_AGENT, EngineConfig
 from convoyd.delivery.engine import Engine
+from convoyd.delivery.feed import LocalFeed
 from convoyd.delivery.hub import WatchHub
 from convoyd.delivery.recorder import Recorder
 from convoyd.delivery.sender import Sender
 from convoyd.delivery.workers import WorkerPoolSender
 from convoyd.errors import ConvoydError
+from convoyd.http.app import build_app
+from convoyd.http.metrics import add_metrics_route
 from convoyd.listeners import (
     SERVICE_NAMES,
-    StartupError,
     bind_grpc,
     enable_reflection,
     grpc_server,
+    receive_limit,
     serve_http,
 )
 from convoyd.metrics import Metrics
 from convoyd.portal.context import PortalServices
-from convoyd.portal.http import build_app
-from convoyd.portal.metrics import add_metrics_route
 from convoyd.portal.routes import enter_url
 from convoyd.reload import Certificates, effective, restart_only_changes
 from convoyd.service.deliveries import DeliveryManager
 from convoyd.service.endpoints import EndpointManager
 from convoyd.service.events import EventManager
 from convoyd.service.portal import PortalManager
-from convoyd.settings import Settings, sender_workers
+from convoyd.settings import DeliverySettings, Settings, sender_workers
 from convoyd.store.sqlite import SqliteStore
 from convoyd.systemd import Notifier, watchdog
 from convoyd.v1 import (
@@ -66,22 +67,42 @@ log = logging.getLogger(__name__)
 RUN_FILE = "run.json"  # where a running daemon says which addresses it bound
 
 
-def prepare_data_dir(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        probe = path / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise StartupError(f"data_dir {path}: {exc.strerror or exc}") from None
-
-
 def _grpc_credentials(settings: Settings) -> tuple[grpc.ServerCredentials, Certificates] | None:
     """TLS credentials whose certificates a reload can replace (None: no TLS)."""
     if not settings.tls.enabled:
         return None
     certificates = Certificates(settings.tls)
     return certificates.credentials(), certificates
+
+
+def _build_sender(delivery: DeliverySettings) -> Sender | WorkerPoolSender:
+    """Child processes send the requests when delivery.sender_workers asks for any; else
+    the daemon's own process does."""
+    workers = sender_workers(delivery.sender_workers)
+    if workers:
+        return WorkerPoolSender(
+            workers=workers,
+            allow_cidrs=delivery.allow_cidrs,
+            body_limit=delivery.response_body_limit,
+            user_agent=USER_AGENT,
+        )
+    return Sender(
+        allow_cidrs=delivery.allow_cidrs,
+        body_limit=delivery.response_body_limit,
+        user_agent=USER_AGENT,
+    )
+
+
+def _engine_config(settings: Settings) -> EngineConfig:
+    delivery = settings.delivery
+    return EngineConfig(
+        max_in_flight=delivery.max_in_flight,
+        max_slow_in_flight=delivery.max_slow_in_flight,
+        max_concurrency_per_endpoint=delivery.max_concurrency_per_endpoint,
+        retry_after_cap=delivery.retry_after_cap,
+        breaker=settings.breaker,
+        inactive_after_trips=delivery.inactive_after_trips,
+    )
 
 
 class App:
@@ -116,71 +137,28 @@ class App:
         self.rng = rng or random.SystemRandom()
         self.fast_rng = random.Random(self.rng.getrandbits(128))  # noqa: S311 - not for secrets
         self.store = SqliteStore(settings.data_dir)
+        self._lock = datadir.DataDirLock(settings.data_dir)
         self.health = health.aio.HealthServicer()  # grpc_health's asyncio servicer
-        delivery = settings.delivery
-        workers = sender_workers(delivery.sender_workers)
-        self.sender: Sender | WorkerPoolSender = (
-            WorkerPoolSender(
-                workers=workers,
-                allow_cidrs=delivery.allow_cidrs,
-                body_limit=delivery.response_body_limit,
-                user_agent=USER_AGENT,
-            )
-            if workers
-            else Sender(
-                allow_cidrs=delivery.allow_cidrs,
-                body_limit=delivery.response_body_limit,
-                user_agent=USER_AGENT,
-            )
-        )
+        self.sender = _build_sender(settings.delivery)
         self.hub = WatchHub()
         self.recorder = Recorder(self.store, clock=clock)
         self.recorder.add_listener(self.hub.publish)
-        self.endpoints = EndpointManager(self.store, clock=clock, rng=self.rng)
-        self.engine = Engine(
-            self.store,
-            self.sender,
-            self.recorder,
-            clock=clock,
-            rng=self.fast_rng,
-            config=EngineConfig(
-                max_in_flight=delivery.max_in_flight,
-                max_concurrency_per_endpoint=delivery.max_concurrency_per_endpoint,
-                retry_after_cap=delivery.retry_after_cap,
-                breaker=settings.breaker,
-                inactive_after_trips=delivery.inactive_after_trips,
-            ),
-            change_status=self.endpoints.change_status,
-            metrics=self.metrics,
-        )
-        self.metrics.observe_engine(
-            in_flight=lambda: self.engine.in_flight, breakers=self.engine.breaker_counts
-        )
-        self.metrics.observe_store(self.store.status_counts)
-        self.endpoints.on_change.append(self._endpoint_changed)
-        self.endpoints.on_delete.append(self.engine.endpoint_deleted)
-        self.events = EventManager(
-            self.store,
-            clock=clock,
-            rng=self.fast_rng,
-            max_payload_bytes=delivery.max_payload_bytes,
-            idempotency_window=delivery.idempotency_window,
-            on_accepted=self.engine.accepted,
-            metrics=self.metrics,
-        )
-        self.deliveries = DeliveryManager(
-            self.store,
-            self.engine,
-            self.hub,
-            clock=clock,
-            on_endpoint_change=self.endpoints.notify_changed,
-        )
-        self.portal_links = PortalManager(
+        self.engine = self._build_engine()
+        # The service layer reaches the engine and the watchers only through the feed.
+        feed = LocalFeed(self.engine, self.hub)
+        self.endpoints = EndpointManager(self.store, feed, clock=clock, rng=self.rng)
+        self.events = self._build_event_manager(feed)
+        self.deliveries = DeliveryManager(self.store, feed, clock=clock)
+        self.portal = PortalManager(
             self.store,
             clock=clock,
             rng=self.rng,
             session_lifetime=settings.portal.session_lifetime,
         )
+        self.metrics.observe_engine(
+            in_flight=lambda: self.engine.in_flight, breakers=self.engine.breaker_counts
+        )
+        self.metrics.observe_store(self.store.status_counts)
         self.grpc_server: grpc.aio.Server | None = None
         self.http_runner: web.AppRunner | None = None
         self.grpc_address = ""
@@ -189,10 +167,33 @@ class App:
         self._stopped = asyncio.Event()
         self._engine_started = False
 
-    def _endpoint_changed(self, endpoint: Endpoint, change: EndpointStatusChange | None) -> None:
-        self.engine.endpoint_changed(endpoint)
-        if change is not None:
-            self.hub.publish([change])
+    def _build_engine(self) -> Engine:
+        return Engine(
+            self.store,
+            self.sender,
+            self.recorder,
+            clock=self.clock,
+            rng=self.fast_rng,
+            config=_engine_config(self.settings),
+            change_status=self._change_status,
+            metrics=self.metrics,
+        )
+
+    def _build_event_manager(self, feed: LocalFeed) -> EventManager:
+        delivery = self.settings.delivery
+        return EventManager(
+            self.store,
+            clock=self.clock,
+            rng=self.fast_rng,
+            max_payload_bytes=delivery.max_payload_bytes,
+            idempotency_window=delivery.idempotency_window,
+            feed=feed,
+            metrics=self.metrics,
+        )
+
+    async def _change_status(self, endpoint_id: str, trigger: Trigger, reason: str) -> Endpoint:
+        """The engine's verdicts (breaker trips, 410 Gone, a probe's result) as state changes."""
+        return await self.endpoints.change_status(endpoint_id, trigger, reason)
 
     async def _all_endpoints(self) -> list[Endpoint]:
         out: list[Endpoint] = []
@@ -206,8 +207,15 @@ class App:
 
     async def start(self) -> None:
         settings = self.settings
-        prepare_data_dir(settings.data_dir)
-        await self.store.open()
+        datadir.prepare(settings.data_dir)
+        # Before anything is written there: a second daemon on this directory stops here.
+        self._lock.acquire()
+        try:
+            datadir.check_writable(settings.data_dir)
+            await self.store.open()
+        except BaseException:
+            self._lock.release()
+            raise
         try:
             tokens = await bootstrap_tokens(
                 self.store, settings.data_dir, now=self.clock(), rng=self.rng
@@ -254,7 +262,10 @@ class App:
     async def _start_grpc(self, auth: AuthInterceptor) -> None:
         # Outermost first: malformed requests are answered INVALID_ARGUMENT by the guard, and
         # metrics see the handler auth chose, refusals included.
-        server = grpc_server([DecodeGuardInterceptor(), MetricsInterceptor(self.metrics), auth])
+        server = grpc_server(
+            [DecodeGuardInterceptor(), MetricsInterceptor(self.metrics), auth],
+            max_receive=receive_limit(self.settings.delivery),
+        )
         endpoint_pb2_grpc.add_EndpointServiceServicer_to_server(
             EndpointService(self.endpoints, self.clock, self.engine.breaker_status), server
         )
@@ -263,9 +274,7 @@ class App:
             DeliveryService(self.deliveries), server
         )
         portal_pb2_grpc.add_PortalServiceServicer_to_server(
-            PortalService(
-                self.portal_links, link_url=lambda token: enter_url(self.public_url(), token)
-            ),
+            PortalService(self.portal, link_url=lambda token: enter_url(self.public_url(), token)),
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -279,7 +288,7 @@ class App:
 
     async def _start_http(self) -> None:
         portal = PortalServices(
-            links=self.portal_links,
+            links=self.portal,
             endpoints=self.endpoints,
             events=self.events,
             deliveries=self.deliveries,
@@ -292,7 +301,7 @@ class App:
         if not self.settings.metrics_listen:
             add_metrics_route(web_app, self.metrics)
         self.http_runner, self.http_address = await serve_http(
-            web_app, self.settings.http_listen, "http_listen"
+            web_app, self.settings.http_listen, "http_listen", self.settings.http_server
         )
 
     async def _start_metrics_http(self) -> None:
@@ -302,7 +311,7 @@ class App:
         web_app = web.Application()
         add_metrics_route(web_app, self.metrics)
         self.metrics_runner, self.metrics_address = await serve_http(
-            web_app, self.settings.metrics_listen, "metrics_listen"
+            web_app, self.settings.metrics_listen, "metrics_listen", self.settings.http_server
         )
 
     def public_url(self) -> str:
@@ -347,12 +356,14 @@ class App:
             await self.metrics_runner.cleanup()
             self.metrics_runner = None
         await self.store.close()
-        with contextlib.suppress(FileNotFoundError):
-            (self.settings.data_dir / RUN_FILE).unlink()
+        if self._lock.held:  # the directory is ours: the run file is not another daemon's
+            with contextlib.suppress(FileNotFoundError):
+                (self.settings.data_dir / RUN_FILE).unlink()
         if self._watchdog is not None:  # pinged through the drain; not after it
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
             self._watchdog = None
+        self._lock.release()
 
     def request_stop(self) -> None:
         self._stopped.set()
@@ -391,6 +402,7 @@ class App:
         self.engine.set_limits(
             max_in_flight=delivery.max_in_flight,
             max_concurrency_per_endpoint=delivery.max_concurrency_per_endpoint,
+            max_slow_in_flight=delivery.max_slow_in_flight,
         )
         if self._certificates is not None and certificates is not None:
             self._certificates.replace(certificates)  # for connections from now on

@@ -59,11 +59,18 @@ def _run_loop(coro: Any) -> None:
 
 
 async def _migrate(config: settings.Settings) -> None:
-    from convoyd.app import prepare_data_dir
+    from convoyd import datadir
     from convoyd.store.sqlite import DB_FILE, apply_migrations
 
-    prepare_data_dir(config.data_dir)
-    ran = await asyncio.to_thread(apply_migrations, config.data_dir / DB_FILE)
+    datadir.prepare(config.data_dir)
+    # Not while a daemon (or another migrate) uses the directory.
+    lock = datadir.DataDirLock(config.data_dir)
+    lock.acquire()
+    try:
+        datadir.check_writable(config.data_dir)
+        ran = await asyncio.to_thread(apply_migrations, config.data_dir / DB_FILE)
+    finally:
+        lock.release()
     print(f"convoyd: {ran} migration(s) applied to {config.data_dir / DB_FILE}")
 
 
@@ -90,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             size = backup(config.data_dir / DB_FILE, args.file, force=args.force)
             print(f"convoyd: backup written to {args.file} ({size} bytes)")
             return 0
+        for name in logs.disable_native_traces():
+            logging.getLogger("convoyd").warning(
+                "%s ignored: gRPC's native traces would print tokens", name
+            )
         from convoyd import gc_tuning
         from convoyd.app import App
 

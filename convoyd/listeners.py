@@ -10,8 +10,9 @@ from aiohttp import web
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection
 
-from convoyd.errors import ConvoydError
-from convoyd.settings import split_host_port
+from convoyd.errors import StartupError
+from convoyd.http import limits as httplimits
+from convoyd.settings import DeliverySettings, HttpServerSettings, split_host_port
 from convoyd.v1 import delivery_pb2, endpoint_pb2, event_pb2, portal_pb2
 
 SERVICE_NAMES = tuple(
@@ -23,24 +24,42 @@ SERVICE_NAMES = tuple(
         (portal_pb2, "PortalService"),
     )
 )
-# Room for a BatchCreateEvents of many events; single payloads are limited by delivery settings.
-MAX_GRPC_MESSAGE = 64 * 1024 * 1024
-
-
-class StartupError(ConvoydError):
-    """convoyd cannot start; the message says what and where, in one line."""
+# One event's fields besides its payload: ids, event type, idempotency key, 32 headers.
+REQUEST_ENVELOPE = 1024 * 1024
+# Responses: room for a page of events with large payloads.
+MAX_GRPC_SEND = 64 * 1024 * 1024
+# Request headers (the token is ~50 bytes): grpc refuses some calls past the soft limit and
+# every call past the hard one, before any handler runs.
+MAX_METADATA_SOFT = 8 * 1024
+MAX_METADATA = 16 * 1024
+# Streams one connection may have open at once; a client past it waits for a free one.
+MAX_STREAMS_PER_CONNECTION = 1000
 
 
 def host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def grpc_server(interceptors: Sequence[Any]) -> grpc.aio.Server:
+def receive_limit(delivery: DeliverySettings) -> int:
+    """The largest gRPC message convoyd reads: the largest valid request, a BatchCreateEvents
+    of ``max_batch_bytes`` (at least ``max_payload_bytes``) plus one event's envelope.
+
+    grpc has no per-method limit, so a CreateEvent may reach this size too; its payload is then
+    refused by validation. Callers without a valid token never get a message read at all (see
+    convoyd.control.auth), so this only bounds what authenticated callers can make us hold."""
+    return delivery.max_batch_bytes + REQUEST_ENVELOPE
+
+
+def grpc_server(interceptors: Sequence[Any], *, max_receive: int) -> grpc.aio.Server:
+    """A server that reads messages of at most ``max_receive`` bytes (RESOURCE_EXHAUSTED)."""
     server = grpc.aio.server(
         interceptors=list(interceptors),
         options=[
-            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
-            ("grpc.max_send_message_length", MAX_GRPC_MESSAGE),
+            ("grpc.max_receive_message_length", max_receive),
+            ("grpc.max_send_message_length", MAX_GRPC_SEND),
+            ("grpc.max_metadata_size", MAX_METADATA_SOFT),
+            ("grpc.absolute_max_metadata_size", MAX_METADATA),
+            ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
             ("grpc.so_reuseport", 0),
         ],
     )
@@ -70,13 +89,22 @@ def bind_grpc(
     return host_port(host, port)
 
 
-async def serve_http(app: web.Application, listen: str, setting: str) -> tuple[web.AppRunner, str]:
-    """Serves ``app`` on ``listen``; returns the runner (to clean up) and the bound address."""
+async def serve_http(
+    app: web.Application,
+    listen: str,
+    setting: str,
+    limits: HttpServerSettings | None = None,
+) -> tuple[web.AppRunner, str]:
+    """Serves ``app`` on ``listen`` within ``limits`` (see convoyd.http.limits); returns the
+    runner (to clean up) and the bound address."""
+    limits = limits or HttpServerSettings()
     host, port = split_host_port(listen)
-    runner = web.AppRunner(app, access_log=None)
+    app.middlewares.insert(0, httplimits.body_middleware(limits))
+    options = httplimits.handler_options(limits)
+    runner = web.AppRunner(app, **options)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_address=False).start()
+        await httplimits.GuardedSite(runner, host, port, limits, options).start()
     except OSError as exc:
         await runner.cleanup()
         raise StartupError(f"{setting} {listen}: cannot listen: {exc.strerror or exc}") from None

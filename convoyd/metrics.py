@@ -7,7 +7,7 @@ Gauges that describe state (queue depth, endpoint states, breakers, attempts in 
 read when scraped; the store's counts come from one cheap GROUP BY query, cached for a few
 seconds so that frequent or concurrent scrapes do not add database work.
 
-Labels are bounded: never an endpoint, owner or event id (STYLE: no unbounded labels).
+Labels are bounded: never an endpoint, owner or event id, whose series would grow without limit.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from prometheus_client.registry import Collector
 
 from convoyd import __version__
 from convoyd.core.breaker import BreakerState
-from convoyd.core.model import AttemptResult, DeliveryStatus, EndpointStatus
+from convoyd.core.model import PENDING_STATUSES, AttemptResult, DeliveryStatus, EndpointStatus
 from convoyd.store.base import IngestWrite, StatusCounts
 
 log = logging.getLogger(__name__)
@@ -68,9 +68,8 @@ GRPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 
 # The queue: deliveries the engine still has to attempt (processing = an attempt running for
 # over a second whose outcome is not recorded yet).
-QUEUE_STATUSES = (DeliveryStatus.SCHEDULED, DeliveryStatus.RETRY, DeliveryStatus.PROCESSING)
+QUEUE_STATUSES = tuple(s for s in DeliveryStatus if s in PENDING_STATUSES)
 FINAL_OUTCOMES = ("success", "failure", "discarded")
-STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
 
 StoreCounter = Callable[[], Awaitable[StatusCounts]]
 
@@ -191,6 +190,26 @@ class Metrics:
         self.registry = registry
         self._monotonic = monotonic
         self._counts_max_age = counts_max_age
+        self._define_delivery(registry)
+        self._define_control_plane(registry)
+        Gauge(
+            "convoyd_build_info", "convoyd's version (always 1).", ["version"], registry=registry
+        ).labels(version).set(1)
+        if process:
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
+
+        self.counts = StatusCounts(deliveries={}, endpoints={})
+        self._counter: StoreCounter | None = None
+        self._counted_at = float("-inf")
+        self._counting: asyncio.Lock | None = None
+        self._breakers: Callable[[], Mapping[str, int]] = dict
+        registry.register(_StateCollector(self))
+
+        self._resolve_children()
+
+    def _define_delivery(self, registry: CollectorRegistry) -> None:
         self.events_ingested = Counter(
             "convoyd_events_ingested",
             "Events accepted (durably stored); idempotent replays are not counted.",
@@ -238,6 +257,14 @@ class Metrics:
             "Attempts refused by the SSRF guard (the address is not allowed).",
             registry=registry,
         )
+
+        self.in_flight = Gauge(
+            "convoyd_in_flight_attempts",
+            "Delivery attempts in flight now.",
+            registry=registry,
+        )
+
+    def _define_control_plane(self, registry: CollectorRegistry) -> None:
         self.grpc_requests = Counter(
             "convoyd_grpc_requests",
             "gRPC calls handled, by method (short RPC name) and status code.",
@@ -251,26 +278,8 @@ class Metrics:
             buckets=GRPC_BUCKETS,
             registry=registry,
         )
-        self.in_flight = Gauge(
-            "convoyd_in_flight_attempts",
-            "Delivery attempts in flight now.",
-            registry=registry,
-        )
-        Gauge(
-            "convoyd_build_info", "convoyd's version (always 1).", ["version"], registry=registry
-        ).labels(version).set(1)
-        if process:
-            ProcessCollector(registry=registry)
-            PlatformCollector(registry=registry)
-            GCCollector(registry=registry)
 
-        self.counts = StatusCounts(deliveries={}, endpoints={})
-        self._counter: StoreCounter | None = None
-        self._counted_at = float("-inf")
-        self._counting: asyncio.Lock | None = None
-        self._breakers: Callable[[], Mapping[str, int]] = dict
-        registry.register(_StateCollector(self))
-
+    def _resolve_children(self) -> None:
         # Children resolved once: the hot path is a dict lookup and an increment.
         self._outcomes = {o: self.deliveries.labels(o) for o in FINAL_OUTCOMES}
         self._attempt_children: dict[tuple[str, str], Counter] = {}

@@ -29,6 +29,7 @@ _RESTART_ONLY = (
     "portal",
 )
 _RESTART_ONLY_DELIVERY = (
+    "max_batch_bytes",  # the gRPC server's receive limit
     "response_body_limit",
     "retry_after_cap",
     "inactive_after_trips",

@@ -14,24 +14,51 @@ import tomllib
 import types
 import typing
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from convoyd.core.breaker import BreakerConfig
+from convoyd.core.outcome import DEFAULT_RETRY_AFTER_CAP
+from convoyd.delivery.config import (
+    DEFAULT_INACTIVE_AFTER_TRIPS,
+    DEFAULT_MAX_CONCURRENCY_PER_ENDPOINT,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_SLOW_IN_FLIGHT,
+)
+from convoyd.delivery.sender import DEFAULT_BODY_LIMIT
 from convoyd.errors import ConfigError
+from convoyd.service.events import DEFAULT_IDEMPOTENCY_WINDOW, DEFAULT_MAX_PAYLOAD_BYTES
+from convoyd.service.portal import DEFAULT_SESSION_LIFETIME
 
 DEFAULT_CONFIG_PATH = Path("/etc/convoyd/convoyd.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("logfmt", "json")
+MAX_CONFIG_BYTES = 1024 * 1024  # a configuration file is a few kB; /dev/zero is not one
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """``repr(value)`` cut to a short prefix: error messages never echo much of bad input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _encodable(text: str) -> bool:
+    """False for strings with lone surrogates: bytes of the environment or argv that were
+    not UTF-8 (Python decodes them with surrogateescape)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def split_host_port(value: str) -> tuple[str, int]:
     """'127.0.0.1:7400' or '[::1]:7400' → (host, port); raises ValueError."""
     host, sep, port = value.rpartition(":")
     if not sep or not host:
-        raise ValueError(f"{value!r} is not host:port")
+        raise ValueError(f"{shown(value)} is not host:port")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     number = int(port)
     if not 0 <= number <= 65535:
@@ -77,21 +104,29 @@ class DeliverySettings:
     allow_cidrs: tuple[str, ...] = ()
     """Address ranges deliveries may reach although the SSRF guard blocks them by default
     (loopback, private, link-local, ...), e.g. ["10.0.0.0/8"]."""
-    max_concurrency_per_endpoint: int = 8
+    max_concurrency_per_endpoint: int = DEFAULT_MAX_CONCURRENCY_PER_ENDPOINT
     """Attempts in flight at once to one endpoint, unless the endpoint sets its own."""
-    max_payload_bytes: int = 1024 * 1024
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     """Largest event payload accepted."""
-    response_body_limit: int = 16 * 1024
+    max_batch_bytes: int = 16 * 1024 * 1024
+    """Largest BatchCreateEvents request, in encoded bytes (payloads, ids and headers of all its
+    events); at least max_payload_bytes. The gRPC listener refuses any message larger than this
+    plus 1 MiB (room for one event's ids and headers) with RESOURCE_EXHAUSTED. Read at start."""
+    response_body_limit: int = DEFAULT_BODY_LIMIT
     """Bytes of each response body read and kept in the attempt log."""
-    max_in_flight: int = 512
-    """Attempts in flight at once across all endpoints."""
-    idempotency_window: float = 24 * 3600.0
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    """Attempts in flight at once across all endpoints that answer quickly."""
+    max_slow_in_flight: int = DEFAULT_MAX_SLOW_IN_FLIGHT
+    """Attempts in flight at once that have run longer than half a second, or go to an endpoint
+    that is slow now; kept apart so hanging endpoints never take the slots of healthy ones.
+    At most max_in_flight + max_slow_in_flight attempts (and sockets) are open in all."""
+    idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW
     """Seconds during which an idempotency key returns the original event."""
-    retry_after_cap: float = 3600.0
+    retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP
     """Longest Retry-After (429/503) honoured, in seconds."""
-    inactive_after_trips: int = 5
+    inactive_after_trips: int = DEFAULT_INACTIVE_AFTER_TRIPS
     """An endpoint whose circuit breaker opened this many times in a row without a success in
-    between becomes INACTIVE (DESIGN §3)."""
+    between becomes INACTIVE (architecture.md §3)."""
     sender_workers: int = -1
     """Child processes that send the HTTP requests (the daemon keeps every decision): -1 picks
     one per core beyond the first (at least 1, at most 4); 0 sends from the daemon's own
@@ -102,23 +137,42 @@ class DeliverySettings:
             try:
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError:
-                raise ConfigError(f"delivery.allow_cidrs: {cidr!r} is not a CIDR range") from None
-        if not 1 <= self.max_concurrency_per_endpoint <= 256:
-            raise ConfigError("delivery.max_concurrency_per_endpoint must be between 1 and 256")
-        if not 1 <= self.max_payload_bytes <= 64 * 1024 * 1024:
-            raise ConfigError("delivery.max_payload_bytes must be between 1 and 64 MiB")
-        if not 0 <= self.response_body_limit <= 1024 * 1024:
-            raise ConfigError("delivery.response_body_limit must be between 0 and 1 MiB")
-        if not 1 <= self.max_in_flight <= 100_000:
-            raise ConfigError("delivery.max_in_flight must be between 1 and 100000")
-        if not 0 <= self.idempotency_window <= 30 * 86400:
-            raise ConfigError("delivery.idempotency_window must be between 0 and 30 days")
-        if not 0 <= self.retry_after_cap <= 86400:
-            raise ConfigError("delivery.retry_after_cap must be between 0 and 86400 seconds")
-        if not 1 <= self.inactive_after_trips <= 1000:
-            raise ConfigError("delivery.inactive_after_trips must be between 1 and 1000")
-        if not -1 <= self.sender_workers <= 64:
-            raise ConfigError("delivery.sender_workers must be between -1 (auto) and 64")
+                raise ConfigError(
+                    f"delivery.allow_cidrs: {shown(cidr)} is not a CIDR range"
+                ) from None
+        _check_ranges(self, "delivery", _DELIVERY_REQUEST_RANGES)
+        if self.max_batch_bytes < self.max_payload_bytes:
+            raise ConfigError(
+                f"delivery.max_batch_bytes ({self.max_batch_bytes}) must be at least"
+                f" delivery.max_payload_bytes ({self.max_payload_bytes})"
+            )
+        _check_ranges(self, "delivery", _DELIVERY_SENDING_RANGES)
+
+
+# (field, lowest, highest, the range as the error message says it). Two tables so that the
+# batch-versus-payload check keeps its place between them: the first error found is reported.
+_Range = tuple[str, float, float, str]
+_DELIVERY_REQUEST_RANGES: tuple[_Range, ...] = (
+    ("max_concurrency_per_endpoint", 1, 256, "1 and 256"),
+    ("max_payload_bytes", 1, 64 * 1024 * 1024, "1 and 64 MiB"),
+    ("max_batch_bytes", 1024 * 1024, 256 * 1024 * 1024, "1 MiB and 256 MiB"),
+)
+_DELIVERY_SENDING_RANGES: tuple[_Range, ...] = (
+    ("response_body_limit", 0, 1024 * 1024, "0 and 1 MiB"),
+    ("max_in_flight", 1, 100_000, "1 and 100000"),
+    ("max_slow_in_flight", 1, 100_000, "1 and 100000"),
+    ("idempotency_window", 0, 30 * 86400, "0 and 30 days"),
+    ("retry_after_cap", 0, 86400, "0 and 86400 seconds"),
+    ("inactive_after_trips", 1, 1000, "1 and 1000"),
+    ("sender_workers", -1, 64, "-1 (auto) and 64"),
+)
+
+
+def _check_ranges(settings: object, section: str, ranges: tuple[_Range, ...]) -> None:
+    """ConfigError for the first field of ``settings`` outside its row's bounds."""
+    for name, lowest, highest, wording in ranges:
+        if not lowest <= getattr(settings, name) <= highest:
+            raise ConfigError(f"{section}.{name} must be between {wording}")
 
 
 # An origin for CSP frame-ancestors: scheme, host (name or [IPv6]) and an optional port;
@@ -140,7 +194,7 @@ class PortalSettings:
     """Origins (e.g. https://app.example.com) allowed to embed portals opened with LONG_LIVED
     links in a frame. None: no page may be framed (frame-ancestors 'none', X-Frame-Options
     DENY). The session cookie is SameSite=Lax, so the embedding page must be same-site."""
-    session_lifetime: float = 12 * 3600.0
+    session_lifetime: float = DEFAULT_SESSION_LIFETIME
     """Longest a portal session lasts, in seconds; never past its link's expiry."""
 
     def __post_init__(self) -> None:
@@ -156,12 +210,13 @@ class PortalSettings:
                 or parts.username is not None
             ):
                 raise ConfigError(
-                    f"portal.public_url {url!r} must be http(s)://host[:port] without a path"
+                    f"portal.public_url {shown(url)} must be http(s)://host[:port] without a path"
                 )
         for origin in self.frame_ancestors:
             if not _ORIGIN.fullmatch(origin):
                 raise ConfigError(
-                    f"portal.frame_ancestors: {origin!r} is not an origin like https://host[:port]"
+                    f"portal.frame_ancestors: {shown(origin)} is not an origin like"
+                    " https://host[:port]"
                 )
         if not 60 <= self.session_lifetime <= 30 * 86400:
             raise ConfigError("portal.session_lifetime must be between 60 seconds and 30 days")
@@ -170,6 +225,29 @@ class PortalSettings:
     def base_url(self) -> str:
         """public_url without a trailing slash ('' when unset)."""
         return self.public_url.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpServerSettings:
+    """Limits of each HTTP listener (http_listen, metrics_listen) against slow or numerous
+    clients ([http_server] section, CONVOYD_HTTP_SERVER_* variables)."""
+
+    header_timeout: float = 10.0
+    """Seconds a request's line and headers may take to arrive, from their first byte (from
+    the connection's opening for its first request); then 408 and the connection closes."""
+    body_timeout: float = 30.0
+    """Seconds a request's body may take to arrive once its headers are in; then 408."""
+    keepalive_timeout: float = 15.0
+    """Seconds an idle keep-alive connection stays open between requests."""
+    max_connections: int = 1000
+    """Open connections per listener; past it new ones get 503 and are closed at once."""
+
+    def __post_init__(self) -> None:
+        for name in ("header_timeout", "body_timeout", "keepalive_timeout"):
+            if not 0.05 <= getattr(self, name) <= 3600:
+                raise ConfigError(f"http_server.{name} must be between 0.05 and 3600 seconds")
+        if not 1 <= self.max_connections <= 1_000_000:
+            raise ConfigError("http_server.max_connections must be between 1 and 1000000")
 
 
 def sender_workers(configured: int) -> int:
@@ -213,6 +291,8 @@ class Settings:
     """Every endpoint's circuit breaker ([breaker] section, CONVOYD_BREAKER_* variables)."""
     portal: PortalSettings = field(default_factory=PortalSettings)
     """The web portal ([portal] section, CONVOYD_PORTAL_* variables)."""
+    http_server: HttpServerSettings = field(default_factory=HttpServerSettings)
+    """Limits of the HTTP listeners ([http_server] section, CONVOYD_HTTP_SERVER_* variables)."""
 
     def __post_init__(self) -> None:
         for name in ("grpc_listen", "http_listen", "metrics_listen"):
@@ -241,6 +321,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "delivery": DeliverySettings,
     "breaker": BreakerConfig,
     "portal": PortalSettings,
+    "http_server": HttpServerSettings,
 }
 
 
@@ -253,64 +334,135 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(value, inner, where)
+    if isinstance(value, str) and not _encodable(value):
+        raise ConfigError(f"{where}: is not valid UTF-8 (got {shown(value)})")
+    if isinstance(value, list) and not all(
+        _encodable(item) for item in value if isinstance(item, str)
+    ):
+        raise ConfigError(f"{where}: is not valid UTF-8")
+    convert = _to_str_tuple if origin is tuple else _CONVERTERS.get(hint)
+    if convert is None:
+        raise ConfigError(f"{where}: unsupported setting type {hint}")
     try:
-        if hint is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in (
-                "1",
-                "true",
-                "yes",
-                "on",
-                "0",
-                "false",
-                "no",
-                "off",
-            ):
-                return value.lower() in ("1", "true", "yes", "on")
-            raise ValueError("expected true or false")
-        if hint is int:
-            if isinstance(value, bool):
-                raise ValueError("expected an integer")
-            return int(value)
-        if hint is float:
-            if isinstance(value, bool):
-                raise ValueError("expected a number")
-            return float(value)
-        if hint is str:
-            if not isinstance(value, str):
-                raise ValueError("expected a string")
-            return value
-        if hint is Path:
-            if not isinstance(value, str):
-                raise ValueError("expected a path string")
-            return Path(value)
-        if origin is tuple:
-            items = (
-                [v.strip() for v in value.split(",") if v.strip()]
-                if isinstance(value, str)
-                else value
-            )
-            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-                raise ValueError("expected a list of strings")
-            return tuple(items)
+        return convert(value)
     except ValueError as exc:
-        raise ConfigError(f"{where}: {exc} (got {value!r})") from None
-    raise ConfigError(f"{where}: unsupported setting type {hint}")
+        # int('1' * 5000) says so in a long sentence; one short line is enough.
+        reason = str(exc) if len(str(exc)) <= 60 else "not a number"
+        raise ConfigError(f"{where}: {reason} (got {shown(value)})") from None
 
 
-def _build(cls: type[Any], values: Mapping[str, Any], prefix: str, source: str) -> Any:
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+        return value.lower() in _TRUE
+    raise ValueError("expected true or false")
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("expected an integer")
+    return int(value)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("expected a number")
+    return float(value)
+
+
+def _to_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+def _to_path(value: Any) -> Path:
+    if not isinstance(value, str):
+        raise ValueError("expected a path string")
+    return Path(value)
+
+
+def _to_str_tuple(value: Any) -> tuple[str, ...]:
+    """A TOML list of strings, or an env string of comma-separated items."""
+    items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ValueError("expected a list of strings")
+    return tuple(items)
+
+
+# How each scalar field type is read from a TOML value or an env string; ValueError if it cannot.
+_CONVERTERS: dict[Any, Callable[[Any], Any]] = {
+    bool: _to_bool,
+    int: _to_int,
+    float: _to_float,
+    str: _to_str,
+    Path: _to_path,
+}
+
+
+def _build(
+    cls: type[Any],
+    values: Mapping[str, Any],
+    prefix: str,
+    source: str,
+    origins: Mapping[str, str] | None = None,
+) -> Any:
+    """``cls`` from ``values``; ``origins`` names where a key came from when not ``source``
+    (the file): the environment variable or the flag."""
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"{source}: unknown key {prefix}{unknown[0]}")
+        raise ConfigError(f"{source}: unknown key {prefix}{shown(unknown[0])[1:-1]}")
     kwargs = {}
     for name, value in values.items():
         if name in _SECTIONS and cls is Settings:
             continue
-        kwargs[name] = _coerce(value, hints[name], f"{source}: {prefix}{name}")
-    return cls(**kwargs)
+        origin = (origins or {}).get(prefix + name, source)
+        kwargs[name] = _coerce(value, hints[name], f"{origin}: {prefix}{name}")
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        if prefix and not str(exc).startswith(prefix):  # e.g. BreakerConfig names no section
+            raise ConfigError(f"{prefix}{exc}") from None
+        raise
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document at ``path``; ConfigError, in one line, for every way it can be bad."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}: not UTF-8 text (bad byte on line {line})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; True when it cannot be told (reading it then says why)."""
+    try:
+        return path.exists()
+    except OSError:
+        return True
 
 
 def load(
@@ -323,25 +475,38 @@ def load(
     if it exists), the CONVOYD_* variables of ``env`` over it, and ``overrides`` (flags) over both.
     """
     env = dict(os.environ) if env is None else env
-    doc: dict[str, Any] = {}
-    explicit = path or (Path(env["CONVOYD_CONFIG"]) if env.get("CONVOYD_CONFIG") else None)
-    config_path = explicit or (DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None)
+    config_path = _config_path(path, env)
     source = str(config_path) if config_path else "defaults"
-    if config_path is not None:
-        try:
-            doc = tomllib.loads(config_path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {config_path} does not exist") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {config_path}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{config_path}: invalid TOML: {exc}") from None
-    top_fields = {f.name for f in dataclasses.fields(Settings)}
+    doc = _read_toml(config_path) if config_path is not None else {}
     for section in _SECTIONS:
         if section in doc and not isinstance(doc[section], dict):
             raise ConfigError(f"{source}: {section} must be a [{section}] table")
-    # Environment: CONVOYD_<KEY> for top-level keys, CONVOYD_<SECTION>_<KEY> inside sections.
+    origins: dict[str, str] = {}  # dotted key -> the variable or flag it came from
+    _merge_env(doc, env, origins)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            doc[key] = value
+            origins[key] = f"--{key.replace('_', '-')}"
+    sections = {
+        name: _build(cls, doc.get(name, {}), f"{name}.", source, origins)
+        for name, cls in _SECTIONS.items()
+    }
+    top = {k: v for k, v in doc.items() if k not in _SECTIONS}
+    base: Settings = _build(Settings, top, "", source, origins)
+    return dataclasses.replace(base, **sections)
+
+
+def _config_path(path: Path | None, env: Mapping[str, str]) -> Path | None:
+    """``path``, else $CONVOYD_CONFIG, else the default file if it exists, else None."""
+    explicit = path or (Path(env["CONVOYD_CONFIG"]) if env.get("CONVOYD_CONFIG") else None)
+    return explicit or (DEFAULT_CONFIG_PATH if _exists(DEFAULT_CONFIG_PATH) else None)
+
+
+def _merge_env(doc: dict[str, Any], env: Mapping[str, str], origins: dict[str, str]) -> None:
+    """Put the CONVOYD_* variables of ``env`` into ``doc``: CONVOYD_<KEY> for top-level keys,
+    CONVOYD_<SECTION>_<KEY> inside sections; ConfigError for a variable naming no setting."""
     env_source = "environment"
+    top_fields = {f.name for f in dataclasses.fields(Settings)}
     for key, value in env.items():
         if not key.startswith("CONVOYD_") or key in ("CONVOYD_CONFIG", "CONVOYD_TOKEN"):
             continue
@@ -351,18 +516,11 @@ def load(
             section = in_section[0]
             sub = name[len(section) + 1 :]
             if sub not in {f.name for f in dataclasses.fields(_SECTIONS[section])}:
-                raise ConfigError(f"{env_source}: unknown variable {key}")
+                raise ConfigError(f"{env_source}: unknown variable {shown(key)[1:-1]}")
             doc.setdefault(section, {})[sub] = value
+            origins[f"{section}.{sub}"] = f"{env_source} {key}"
         elif name in top_fields and name not in _SECTIONS:
             doc[name] = value
+            origins[name] = f"{env_source} {key}"
         else:
-            raise ConfigError(f"{env_source}: unknown variable {key}")
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            doc[key] = value
-    sections = {
-        name: _build(cls, doc.get(name, {}), f"{name}.", source) for name, cls in _SECTIONS.items()
-    }
-    top = {k: v for k, v in doc.items() if k not in _SECTIONS}
-    base: Settings = _build(Settings, top, "", source)
-    return dataclasses.replace(base, **sections)
+            raise ConfigError(f"{env_source}: unknown variable {shown(key)[1:-1]}")

@@ -4,7 +4,7 @@ The protocol is one AF_UNIX datagram of newline-separated ``KEY=value`` lines to
 named in $NOTIFY_SOCKET (a path, or ``@name`` for the abstract namespace). Outside systemd the
 variable is unset and every call is a no-op, so the daemon needs no mode switch.
 
-systemd 252 has no ``Type=notify-reload`` (DESIGN §8): a reload is announced with
+systemd 252 has no ``Type=notify-reload`` (architecture.md §9): a reload is announced with
 ``RELOADING=1`` plus ``MONOTONIC_USEC`` and finished with ``READY=1``.
 """
 

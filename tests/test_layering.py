@@ -27,19 +27,39 @@ SQL_TEXT = re.compile(
 )
 # Packages a layer must not import (by the module path under convoyd/).
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "service/": ("convoyd.delivery", "convoyd.control", "convoyd.portal", "convoyd.v1"),
+    "service/": (
+        "convoyd.delivery",
+        "convoyd.control",
+        "convoyd.portal",
+        "convoyd.http",
+        "convoyd.v1",
+    ),
     "core/": (
         "convoyd.store",
         "convoyd.service",
         "convoyd.delivery",
         "convoyd.control",
         "convoyd.portal",
+        "convoyd.http",
         "convoyd.v1",
         "convoyd.app",
     ),
-    "store/": ("convoyd.service", "convoyd.delivery", "convoyd.control", "convoyd.portal"),
-    "delivery/": ("convoyd.service", "convoyd.control", "convoyd.portal", "convoyd.v1"),
+    "store/": (
+        "convoyd.service",
+        "convoyd.delivery",
+        "convoyd.control",
+        "convoyd.portal",
+        "convoyd.http",
+    ),
+    "delivery/": (
+        "convoyd.service",
+        "convoyd.control",
+        "convoyd.portal",
+        "convoyd.http",
+        "convoyd.v1",
+    ),
     "portal/": ("convoyd.store.sqlite", "convoyd.delivery", "convoyd.control", "convoyd.v1"),
+    "http/": ("convoyd.store.sqlite", "convoyd.delivery", "convoyd.control", "convoyd.v1"),
 }
 
 

@@ -46,6 +46,7 @@ async def test_reload_applies_limits_and_keeps_restart_only_keys(tmp_path: Path)
                 delivery=DeliverySettings(
                     max_payload_bytes=50,
                     max_in_flight=3,
+                    max_slow_in_flight=7,
                     max_concurrency_per_endpoint=2,
                     idempotency_window=60,
                 ),
@@ -54,6 +55,7 @@ async def test_reload_applies_limits_and_keeps_restart_only_keys(tmp_path: Path)
             assert app.settings.data_dir == tmp_path / "data"
             assert app.settings.shutdown_grace == 0.5
             assert app.engine.config.max_in_flight == 3
+            assert app.engine.config.max_slow_in_flight == 7
             assert app.engine.config.max_concurrency_per_endpoint == 2
             assert logging.getLogger().level == logging.WARNING
             with pytest.raises(InvalidArgumentError, match="larger than the limit of 50 bytes"):

@@ -64,6 +64,7 @@ def test_env_overrides_file_and_flags_override_env(tmp_path: Path) -> None:
         ("grpc_listen = '0.0.0.0:7400'\n", {}, "not a loopback address"),
         ("x = [\n", {}, "invalid TOML"),
         ("", {"CONVOYD_DELIVERY_MAX_PAYLOAD_BYTES": "lots"}, "max_payload_bytes"),
+        ("[delivery]\nmax_slow_in_flight = 0\n", {}, "delivery.max_slow_in_flight"),
         ("", {"CONVOYD_GRPC_LISTNE": "127.0.0.1:1"}, "unknown variable CONVOYD_GRPC_LISTNE"),
         ("[tls]\ncert_file = '/x.pem'\n", {}, "set together"),
     ],

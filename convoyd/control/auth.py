@@ -120,21 +120,22 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _refusal(handler: Any, message: str) -> Any:
-    """A handler of the same shape as ``handler`` that answers UNAUTHENTICATED."""
+    """A handler that answers UNAUTHENTICATED without reading the request.
 
-    async def unary(request: Any, context: Any) -> Any:
+    grpc.aio receives (and deserialises) a unary request in full before its handler runs, up
+    to the receive limit, so a refusal of the method's own shape would let any caller make the
+    daemon hold and parse a message of that size. A request-streaming handler that never reads
+    its stream leaves the message unread and the status goes out at once; the wire format is
+    the same, so callers cannot tell. The response keeps the method's shape and serializer."""
+
+    async def unary(requests: Any, context: Any) -> Any:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
-    async def stream(request: Any, context: Any) -> Any:
+    async def stream(requests: Any, context: Any) -> Any:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
         yield  # pragma: no cover - makes this an async generator
 
-    deserializer = handler.request_deserializer
     serializer = handler.response_serializer
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(stream, deserializer, serializer)
-    if handler.stream_stream is not None:
-        return grpc.stream_stream_rpc_method_handler(stream, deserializer, serializer)
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(unary, deserializer, serializer)
-    return grpc.unary_unary_rpc_method_handler(unary, deserializer, serializer)
+    if handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(stream, None, serializer)
+    return grpc.stream_unary_rpc_method_handler(unary, None, serializer)

@@ -1,8 +1,8 @@
 """What outbound deliveries may reach: the SSRF table, the operator's allow-list, URL host rules.
 
-The table is explicit on purpose (DESIGN §8): ``ipaddress``'s ``is_private``/``is_global`` change
-between Python releases and miss the NAT64 and 6to4 spellings of addresses such as
-169.254.169.254. Every row names the reason shown to the operator.
+The table is explicit on purpose (architecture.md §9): ``ipaddress``'s ``is_private`` and
+``is_global`` change between Python releases and miss the NAT64 and 6to4 spellings of addresses
+such as 169.254.169.254. Every row names the reason shown to the operator.
 
 IPv6 forms that carry an IPv4 address are judged by that address:
 
@@ -223,13 +223,7 @@ def url_host_problem(host: str, *, bracketed: bool = False) -> str | None:
       trailing dot allowed), or an internationalised name that IDNA can encode.
     """
     if bracketed:
-        if "%" in host:
-            return f"host {_shown(host)} has an IPv6 zone id, which cannot be connected to"
-        try:
-            IPv6Address(host)
-        except ValueError:
-            return f"host {_shown(host)} in [brackets] must be an IPv6 address"
-        return None
+        return _bracketed_host_problem(host)
     name = host.lower()
     if not name.isascii():
         try:
@@ -243,15 +237,36 @@ def url_host_problem(host: str, *, bracketed: bool = False) -> str | None:
             # The resolver is given the name as written, and "localhost." is not in /etc/hosts.
             return f"host {_shown(host)} ends with a dot; leave the dot out"
     if _NUMBER_LABEL.fullmatch(labels[-1]):
-        address = ipv4_from_legacy(name)
-        if address is None:
-            return f"host {_shown(host)} is not a valid IPv4 address"
-        if name != str(address):
-            return (
-                f"host {_shown(host)} is not an IPv4 address in dotted-quad form, which the"
-                f" HTTP client refuses; write {address}"
-            )
-        return None
+        return _ipv4_host_problem(host, name)
+    return _dns_name_problem(host, name, labels)
+
+
+def _bracketed_host_problem(host: str) -> str | None:
+    if "%" in host:
+        return f"host {_shown(host)} has an IPv6 zone id, which cannot be connected to"
+    try:
+        IPv6Address(host)
+    except ValueError:
+        return f"host {_shown(host)} in [brackets] must be an IPv6 address"
+    return None
+
+
+def _ipv4_host_problem(host: str, name: str) -> str | None:
+    """``name`` (``host`` lower-cased) ends in a number, so it must be a dotted quad."""
+    address = ipv4_from_legacy(name)
+    if address is None:
+        return f"host {_shown(host)} is not a valid IPv4 address"
+    if name != str(address):
+        return (
+            f"host {_shown(host)} is not an IPv4 address in dotted-quad form, which the"
+            f" HTTP client refuses; write {address}"
+        )
+    return None
+
+
+def _dns_name_problem(host: str, name: str, labels: list[str]) -> str | None:
+    """``name`` (``host`` lower-cased, IDNA-encoded) split into ``labels`` without the
+    trailing empty one."""
     if len(name.rstrip(".")) > _MAX_NAME_LENGTH:
         return f"host is longer than {_MAX_NAME_LENGTH} characters"
     for label in labels:
@@ -260,11 +275,14 @@ def url_host_problem(host: str, *, bracketed: bool = False) -> str | None:
                 f"host {_shown(host)} is not a DNS name (labels of 1-63 letters, digits,"
                 " '-' and '_' separated by single dots)"
             )
-        if label.startswith("xn--"):
-            try:
-                decoded = label[4:].encode("ascii").decode("punycode")
-            except UnicodeError:
-                decoded = ""
-            if not decoded:
-                return f"host {_shown(host)} has a label that is not valid punycode"
+        if label.startswith("xn--") and not _punycode_decodes(label[4:]):
+            return f"host {_shown(host)} has a label that is not valid punycode"
     return None
+
+
+def _punycode_decodes(encoded: str) -> bool:
+    """Whether ``encoded`` (a label after its "xn--") decodes to some text."""
+    try:
+        return bool(encoded.encode("ascii").decode("punycode"))
+    except UnicodeError:
+        return False

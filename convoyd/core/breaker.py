@@ -6,7 +6,7 @@ failures. OPEN lets nothing through until its cooldown has passed; the first ``a
 that moves to HALF_OPEN and lets exactly one probe through. The first result recorded while
 HALF_OPEN decides: a success CLOSEs (cooldown and window reset), a failure re-OPENs with the
 cooldown multiplied (capped). ``consecutive_trips`` counts openings without a success in
-between; the endpoint state rule (DESIGN §3) turns the endpoint INACTIVE after N of them.
+between; the endpoint state rule (architecture.md §3) turns the endpoint INACTIVE after N of them.
 
 Time is a parameter and is expected to be monotonic; an earlier ``now`` than one already seen is
 treated as the latest one seen, so a clock step cannot corrupt the window.

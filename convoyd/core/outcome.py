@@ -1,9 +1,9 @@
 """Classify one delivery attempt (HTTP status or transport error) into what happens next.
 
-DESIGN §4: success is a 2xx; a 3xx is a failure (redirects are never followed); 410 Gone stops
-delivery and makes the endpoint INACTIVE; 429/503 with ``Retry-After`` is honoured (capped);
-everything else is retried per the endpoint's retry policy. Whether retries remain is
-``retry.next_delay``'s business, not this module's.
+The delivery promise (architecture.md §2): success is a 2xx; a 3xx is a failure (redirects are
+never followed); 410 Gone stops delivery and makes the endpoint INACTIVE; 429/503 with
+``Retry-After`` is honoured (capped); everything else is retried per the endpoint's retry policy.
+Whether retries remain is ``retry.next_delay``'s business, not this module's.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Verdict(StrEnum):
 
     SUCCESS = "success"  # done
     RETRY = "retry"  # try again per the retry policy (FAILURE once it is exhausted)
-    GONE = "gone"  # stop; the endpoint becomes INACTIVE (DESIGN §3)
+    GONE = "gone"  # stop; the endpoint becomes INACTIVE (architecture.md §3)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The endpoint state machine of DESIGN §3: one table owns every transition."""
+"""The endpoint state machine of architecture.md §3: one table owns every transition."""
 
 from __future__ import annotations
 

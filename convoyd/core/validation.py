@@ -10,7 +10,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import accumulate
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from convoyd.core import ids, signing
 from convoyd.core.addresses import url_host_problem
@@ -114,14 +114,8 @@ def check_url(url: str, limits: Limits, field: str = "url") -> str | None:
     Only URLs the HTTP client can send to pass: the host rules are in
     ``convoyd.core.addresses.url_host_problem``.
     """
-    if not url:
-        return "is required"
-    if len(url) > limits.max_url_length:
-        return f"is longer than {limits.max_url_length} characters"
-    if _CONTROL.search(url) or " " in url:
-        return "contains spaces or control characters"
-    if _SURROGATE.search(url):
-        return "contains a lone surrogate, which is not a character"
+    if (problem := _url_text_problem(url, limits)) is not None:
+        return problem
     try:
         parts = urlsplit(url)
     except ValueError:  # e.g. an unbalanced or non-IPv6 [bracketed] host
@@ -130,6 +124,28 @@ def check_url(url: str, limits: Limits, field: str = "url") -> str | None:
         port = parts.port
     except ValueError:  # a port that is not a number, or above 65535
         return "has a port that is not a number from 1 to 65535"
+    if (problem := _url_parts_problem(parts, port)) is not None:
+        return problem
+    host = parts.netloc.rpartition("@")[2]
+    host = host[1 : host.index("]")] if host.startswith("[") else host.partition(":")[0]
+    return url_host_problem(host, bracketed=parts.netloc.startswith("["))
+
+
+def _url_text_problem(url: str, limits: Limits) -> str | None:
+    """What is wrong with ``url`` as a string, before it is parsed."""
+    if not url:
+        return "is required"
+    if len(url) > limits.max_url_length:
+        return f"is longer than {limits.max_url_length} characters"
+    if _CONTROL.search(url) or " " in url:
+        return "contains spaces or control characters"
+    if _SURROGATE.search(url):
+        return "contains a lone surrogate, which is not a character"
+    return None
+
+
+def _url_parts_problem(parts: SplitResult, port: int | None) -> str | None:
+    """What is wrong with a parsed URL apart from its host."""
     if parts.scheme not in ("http", "https"):
         return "must be an http or https URL"
     if "@" in parts.netloc:
@@ -140,10 +156,6 @@ def check_url(url: str, limits: Limits, field: str = "url") -> str | None:
         return "must not have a #fragment"
     if port == 0:
         return "has port 0"
-    host = parts.netloc.rpartition("@")[2]
-    host = host[1 : host.index("]")] if host.startswith("[") else host.partition(":")[0]
-    if (problem := url_host_problem(host, bracketed=parts.netloc.startswith("["))) is not None:
-        return problem
     return None
 
 

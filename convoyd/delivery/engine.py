@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from convoyd.core.breaker import Breaker, BreakerState
 from convoyd.core.model import (
+    PENDING_STATUSES,
     BreakerStatus,
     Delivery,
     DeliveryStatus,
@@ -91,7 +92,8 @@ class Engine:
             max_slow_in_flight=self.config.max_slow_in_flight,
             slow_after=self.config.slow_attempt_after,
         )
-        self._attempts: set[asyncio.Task[None]] = set()
+        # Attempts and the endpoint status changes they trigger: stop() waits for both.
+        self._inflight_tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
@@ -119,8 +121,8 @@ class Engine:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._attempts:
-            _, pending = await asyncio.wait(self._attempts, timeout=grace)
+        if self._inflight_tasks:
+            _, pending = await asyncio.wait(self._inflight_tasks, timeout=grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -181,11 +183,7 @@ class Engine:
         """Takes pending deliveries into memory (each at most once)."""
         now = self._clock()
         for d in deliveries:
-            if d.status not in (
-                DeliveryStatus.SCHEDULED,
-                DeliveryStatus.RETRY,
-                DeliveryStatus.PROCESSING,
-            ):
+            if d.status not in PENDING_STATUSES:
                 continue
             if d.id in self._tracked or d.endpoint_id not in self._lanes:
                 continue
@@ -259,7 +257,7 @@ class Engine:
             return False
         status = lane.endpoint.status
         if status is EndpointStatus.PENDING:
-            # Only the retried delivery goes out, alone; the rest stay held (DESIGN §3).
+            # Only the retried delivery goes out, alone; the rest stay held (architecture.md §3).
             return lane.in_flight == 0 and any(d.attempt_limit is not None for d in lane.queue)
         if status is not EndpointStatus.ACTIVE or lane.in_flight >= self._limit(lane):
             return False
@@ -314,8 +312,8 @@ class Engine:
         return probe
 
     def _mark_ready(self, lane: Lane) -> None:
-        if not lane.waiting and self._can_send(lane):
-            lane.waiting = True
+        if not lane.in_ready_ring and self._can_send(lane):
+            lane.in_ready_ring = True
             self._ready.append(lane)
             self._wake.set()
 
@@ -349,12 +347,12 @@ class Engine:
                 self._ready.extendleft(reversed(list(capacity.release())))
             while self._ready and not capacity.full() and not self._closing:
                 lane = self._ready.popleft()
-                lane.waiting = False
+                lane.in_ready_ring = False
                 if not self._can_send(lane):
                     continue
                 kind = capacity.kind_of(lane)
                 if capacity.room(kind) <= 0:
-                    lane.waiting = True
+                    lane.in_ready_ring = True
                     capacity.park(lane, kind)
                     continue
                 if not self._admit_attempt(lane):
@@ -363,8 +361,8 @@ class Engine:
                 lane.in_flight += 1
                 flight = capacity.start(lane, kind, self._clock())
                 task = asyncio.create_task(self._attempt(lane, d, flight))
-                self._attempts.add(task)
-                task.add_done_callback(self._attempts.discard)
+                self._inflight_tasks.add(task)
+                task.add_done_callback(self._inflight_tasks.discard)
                 self._mark_ready(lane)  # back of the ring: endpoints take turns
 
     async def _sweep_loop(self) -> None:
@@ -423,14 +421,14 @@ class Engine:
             capacity.finish(flight, self._clock())
             if lane.parked is not None and lane.parked is not capacity.kind_of(lane):
                 capacity.unpark(lane)  # it waits for the budget it now belongs to instead
-                lane.waiting = False
+                lane.in_ready_ring = False
             self._mark_ready(lane)
             self._wake.set()
 
     def _spawn(self, awaitable: Awaitable[object]) -> None:
         task = asyncio.ensure_future(self._quietly(awaitable))
-        self._attempts.add(task)
-        task.add_done_callback(self._attempts.discard)
+        self._inflight_tasks.add(task)
+        task.add_done_callback(self._inflight_tasks.discard)
 
     @staticmethod
     async def _quietly(awaitable: Awaitable[object]) -> None:

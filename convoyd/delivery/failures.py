@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import re
 import ssl
+import types
 from collections.abc import Sequence
 
 import aiohttp
@@ -37,33 +38,46 @@ def describe(exc: BaseException, timeout: float, host: str) -> tuple[ErrorKind, 
     if isinstance(exc, TimeoutError):  # includes aiohttp's ServerTimeoutError
         return ErrorKind.TIMEOUT, f"timed out after {timeout:g}s"
     if isinstance(exc, aiohttp.ClientSSLError):
-        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-            cert = exc.certificate_error
-            detail = getattr(cert, "verify_message", None) or str(cert)
-            return ErrorKind.NETWORK, _short(f"TLS certificate verification failed: {detail}")
-        return ErrorKind.NETWORK, _short(f"TLS handshake failed: {_ssl_detail(exc.os_error)}")
+        return _tls(exc)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        cause = exc.os_error
-        if isinstance(cause, BlockedAddressError):
-            return ErrorKind.BLOCKED, _short(str(cause))
-        if isinstance(exc, aiohttp.ClientConnectorDNSError):
-            detail = cause.strerror or type(cause).__name__
-            return ErrorKind.NETWORK, _short(f"DNS lookup failed for {host} ({detail})")
-        return _os_error(cause)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return ErrorKind.NETWORK, "server disconnected"
+        return _connect(exc, host)
+    for kind, text in _FIXED_TEXTS:
+        if isinstance(exc, kind):
+            return ErrorKind.NETWORK, text
     if isinstance(exc, aiohttp.ClientResponseError):
         # Raised for an unparsable status line or headers; ``message`` is the parser's complaint.
         return ErrorKind.NETWORK, _short(f"invalid HTTP response: {exc.message}")
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return ErrorKind.NETWORK, "invalid HTTP response body"
-    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-        return ErrorKind.NETWORK, "invalid URL"
     if isinstance(exc, ssl.SSLError):
         return ErrorKind.NETWORK, _short(f"TLS error: {_ssl_detail(exc)}")
     if isinstance(exc, OSError):  # ClientOSError and ClientConnectionResetError included
         return _os_error(exc)
     return ErrorKind.NETWORK, f"HTTP client error ({type(exc).__name__})"
+
+
+# Errors whose text says all there is, checked in this order (before ClientResponseError).
+_FIXED_TEXTS: tuple[tuple[type[BaseException] | types.UnionType, str], ...] = (
+    (aiohttp.ServerDisconnectedError, "server disconnected"),
+    (aiohttp.ClientPayloadError, "invalid HTTP response body"),
+    (aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError, "invalid URL"),
+)
+
+
+def _tls(exc: aiohttp.ClientSSLError) -> tuple[ErrorKind, str]:
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert = exc.certificate_error
+        detail = getattr(cert, "verify_message", None) or str(cert)
+        return ErrorKind.NETWORK, _short(f"TLS certificate verification failed: {detail}")
+    return ErrorKind.NETWORK, _short(f"TLS handshake failed: {_ssl_detail(exc.os_error)}")
+
+
+def _connect(exc: aiohttp.ClientConnectorError, host: str) -> tuple[ErrorKind, str]:
+    cause = exc.os_error
+    if isinstance(cause, BlockedAddressError):
+        return ErrorKind.BLOCKED, _short(str(cause))
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        detail = cause.strerror or type(cause).__name__
+        return ErrorKind.NETWORK, _short(f"DNS lookup failed for {host} ({detail})")
+    return _os_error(cause)
 
 
 # What aiohttp refuses in a request header name or value: every control byte but HTAB.

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from convoyd.core.outcome import ErrorKind
-from convoyd.delivery.sender import AttemptReport, OutboundRequest
+from convoyd.delivery.sender import AttemptReport, OutboundRequest, no_answer
 
 Answer = AttemptReport | int
 Responder = Callable[[OutboundRequest], Answer | Awaitable[Answer]]
@@ -50,17 +50,7 @@ def failure(kind: ErrorKind, error: str = "", *, duration: float = 0.0) -> Attem
     """No HTTP answer: a timeout, a network error or a blocked address."""
     if kind is ErrorKind.NONE:
         raise ValueError("a failure needs an error kind other than NONE")
-    return AttemptReport(
-        status=None,
-        headers=(),
-        body=b"",
-        truncated=False,
-        error_kind=kind,
-        error=error or kind.value,
-        remote_address="",
-        duration=duration,
-        retry_after=None,
-    )
+    return no_answer(kind, error or kind.value, duration)
 
 
 class FakeSender:
@@ -82,10 +72,6 @@ class FakeSender:
         self._script: deque[ScriptItem] = deque(script)
         self._responder = responder
         self._default = default
-
-    def push(self, *items: ScriptItem) -> None:
-        """Append answers to the script."""
-        self._script.extend(items)
 
     @property
     def pending(self) -> int:

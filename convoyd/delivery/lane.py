@@ -34,6 +34,7 @@ class Lane:
         "breaker",
         "endpoint",
         "in_flight",
+        "in_ready_ring",
         "keys",
         "keys_until",
         "limiter",
@@ -42,7 +43,6 @@ class Lane:
         "proven",
         "queue",
         "slow",
-        "waiting",
         "wake",
     )
 
@@ -50,7 +50,7 @@ class Lane:
         self.endpoint = endpoint
         self.queue: deque[Delivery] = deque()
         self.in_flight = 0
-        self.waiting = False  # in the engine's ready ring, or parked
+        self.in_ready_ring = False  # in the engine's ready ring, or parked
         # How quickly the endpoint answers (convoyd.delivery.capacity): attempts in flight past
         # the slow threshold, whether the last one took longer, whether one ever took less.
         self.old = 0

@@ -1,9 +1,9 @@
 """Writes attempt outcomes to the store in batches and tells watchers what changed.
 
 An attempt does not wait for its outcome to be durable: if convoyd dies first, the delivery
-is still pending in the store and is sent again after the restart (at-least-once, DESIGN §4).
-That keeps one fsync per batch instead of one per delivery. Watchers only ever see changes
-that are committed.
+is still pending in the store and is sent again after the restart (at-least-once,
+architecture.md §2). That keeps one fsync per batch instead of one per delivery. Watchers only
+ever see changes that are committed.
 
 PROCESSING is written only for an attempt still running ``processing_after`` seconds after it
 started. Most attempts end well before that: their delivery goes from SCHEDULED (or RETRY)

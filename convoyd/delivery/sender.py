@@ -1,7 +1,7 @@
 """The only outbound HTTP in convoyd: POST one attempt, guarded against SSRF, reported as a value.
 
-The SSRF guard (DESIGN §5) judges the addresses actually connected to, at three points that share
-one policy (:class:`AddressGuard`):
+The SSRF guard (architecture.md §7) judges the addresses actually connected to, at three points
+that share one policy (:class:`AddressGuard`):
 
 1. :class:`GuardedResolver` drops blocked addresses from every DNS answer, so a name is only ever
    connected to addresses that passed; all blocked → the lookup fails with the reason.
@@ -48,6 +48,9 @@ _NEEDS_CLEANUP_CLOSED = sys.version_info < (3, 12, 8) or (3, 13, 0) <= sys.versi
 # Content-Length); Accept-Encoding in particular must not be sent because bodies are stored as
 # received (auto_decompress=False), not decompressed at CPU cost and bomb risk.
 _SKIP_AUTO_HEADERS = ("User-Agent", "Content-Type", "Accept", "Accept-Encoding")
+
+# Bytes of a response body read and kept in the attempt log, unless configured otherwise.
+DEFAULT_BODY_LIMIT = 16 * 1024
 
 # Distinct per-endpoint timeouts are few; the bound only stops a pathological caller.
 _MAX_CACHED_TIMEOUTS = 256
@@ -116,7 +119,7 @@ class Sender:
         self,
         *,
         allow_cidrs: Sequence[str] = (),
-        body_limit: int = 16384,
+        body_limit: int = DEFAULT_BODY_LIMIT,
         user_agent: str,
         max_connections: int = 0,
         max_connections_per_host: int = 0,
@@ -163,7 +166,7 @@ class Sender:
             skip_auto_headers=_SKIP_AUTO_HEADERS,
             response_class=_PeerResponse,
             cookie_jar=aiohttp.DummyCookieJar(),  # a receiver's cookies must not reach another
-            trust_env=False,  # no proxy or netrc from the environment (DESIGN §8)
+            trust_env=False,  # no proxy or netrc from the environment (architecture.md §9)
             auto_decompress=False,
             raise_for_status=False,
         )
@@ -258,10 +261,10 @@ class Sender:
             try:
                 target = self._target(request.url)
             except Exception:  # any unparsable URL text, whatever yarl raises for it
-                return _failure(ErrorKind.NETWORK, "invalid URL", started)
+                return no_answer(ErrorKind.NETWORK, "invalid URL", time.monotonic() - started)
         url, host, blocked = target
         if blocked:
-            return _failure(ErrorKind.BLOCKED, blocked, started)
+            return no_answer(ErrorKind.BLOCKED, blocked, time.monotonic() - started)
 
         response: _PeerResponse | None = None
         try:
@@ -279,7 +282,7 @@ class Sender:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             kind, text = describe(exc, request.timeout, host)
             if response is None:
-                return _failure(kind, text, started)
+                return no_answer(kind, text, time.monotonic() - started)
             response.close()  # mid-body: the connection cannot be reused
             return AttemptReport(
                 status=response.status,
@@ -339,26 +342,11 @@ class Sender:
         return body, size >= limit and not content.at_eof()
 
 
-def unsent(text: str, duration: float = 0.0) -> AttemptReport:
-    """The report of an attempt convoyd itself failed to make: the request could not be built
-    or sent, or a sender worker died or never answered. It is a network error to the retry
-    policy and the breaker (the delivery is retried, never left pending without an outcome);
-    ``internal`` lets the metrics tell it from the network's errors."""
-    return AttemptReport(
-        status=None,
-        headers=(),
-        body=b"",
-        truncated=False,
-        error_kind=ErrorKind.NETWORK,
-        error=text,
-        remote_address="",
-        duration=duration,
-        retry_after=None,
-        internal=True,
-    )
-
-
-def _failure(kind: ErrorKind, text: str, started: float) -> AttemptReport:
+def no_answer(
+    kind: ErrorKind, text: str, duration: float = 0.0, *, internal: bool = False
+) -> AttemptReport:
+    """The report of an attempt that got no HTTP answer: a timeout, a network error, a blocked
+    address, or (``internal``) convoyd's own failure to make it (see :func:`unsent`)."""
     return AttemptReport(
         status=None,
         headers=(),
@@ -367,6 +355,15 @@ def _failure(kind: ErrorKind, text: str, started: float) -> AttemptReport:
         error_kind=kind,
         error=text,
         remote_address="",
-        duration=time.monotonic() - started,
+        duration=duration,
         retry_after=None,
+        internal=internal,
     )
+
+
+def unsent(text: str, duration: float = 0.0) -> AttemptReport:
+    """The report of an attempt convoyd itself failed to make: the request could not be built
+    or sent, or a sender worker died or never answered. It is a network error to the retry
+    policy and the breaker (the delivery is retried, never left pending without an outcome);
+    ``internal`` lets the metrics tell it from the network's errors."""
+    return no_answer(ErrorKind.NETWORK, text, duration, internal=True)

@@ -1,8 +1,8 @@
 """Sender worker processes: the HTTP work of deliveries spread over more than one core.
 
-One Python process is CPU-bound on the HTTP client (DESIGN §7). ``WorkerPoolSender`` has the
-Sender's ``send`` interface, so the engine does not know the difference: requests go to child
-processes that each run the real ``Sender`` and the reports come back. Everything that decides
+One Python process is CPU-bound on the HTTP client (architecture.md §6). ``WorkerPoolSender``
+has the Sender's ``send`` interface, so the engine does not know the difference: requests go to
+child processes that each run the real ``Sender`` and the reports come back. Everything that decides
 (schedule, breakers, limits, states, the store) stays in the daemon's own process, so the
 delivery promise is unchanged; a worker that dies fails its in-flight attempts as network
 errors (they are retried like any other) and is started again.
@@ -30,7 +30,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from convoyd.core.outcome import ErrorKind
-from convoyd.delivery.sender import AttemptReport, OutboundRequest, Sender, unsent
+from convoyd.delivery.sender import (
+    DEFAULT_BODY_LIMIT,
+    AttemptReport,
+    OutboundRequest,
+    Sender,
+    unsent,
+)
 
 log = logging.getLogger(__name__)
 _LENGTH = struct.Struct("!I")
@@ -132,7 +138,7 @@ class WorkerPoolSender:
         *,
         workers: int,
         allow_cidrs: Sequence[str] = (),
-        body_limit: int = 16384,
+        body_limit: int = DEFAULT_BODY_LIMIT,
         user_agent: str,
         reply_margin: float = REPLY_MARGIN,
     ) -> None:
@@ -372,6 +378,59 @@ class WorkerPoolSender:
 # -- the child process ------------------------------------------------------------------------
 
 
+class _Child:
+    """The child's side of the socketpair: requests in, one task each, reports out in batches."""
+
+    def __init__(self, sender: Sender, writer: asyncio.StreamWriter) -> None:
+        self._sender = sender
+        self._writer = writer
+        self._loop = asyncio.get_running_loop()
+        self._done: list[tuple[Any, ...]] = []
+        self._flush_scheduled = False
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._done:
+            self._writer.write(_frames(_REPORTS, self._done[:], self._spoiled))
+            self._done.clear()
+
+    def _spoiled(self, item: tuple[Any, ...]) -> None:
+        # A report that cannot be pickled (a bug): its attempt still gets an answer.
+        failed = unsent("the sender worker could not return the report")
+        self._writer.write(_frame(_REPORTS, [(item[0], *_report_fields(failed))]))
+
+    def _reply(self, request_id: Any, report: AttemptReport) -> None:
+        self._done.append((request_id, *_report_fields(report)))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    async def _one(
+        self, request_id: Any, url: str, headers: Any, body: bytes, limit: float
+    ) -> None:
+        try:
+            report = await self._sender.send(
+                OutboundRequest(url=url, headers=headers, body=body, timeout=limit)
+            )
+        except Exception as exc:  # the Sender reports its failures; this is a bug: still answer
+            report = unsent(f"the sender worker failed on the attempt ({type(exc).__name__})")
+        self._reply(request_id, report)
+
+    def take(self, item: Any) -> None:
+        try:
+            task = asyncio.create_task(self._one(*item))
+        except Exception as exc:  # a malformed request: answer it if it has an id at all
+            with contextlib.suppress(Exception):
+                self._reply(
+                    item[0],
+                    unsent(f"malformed request to the sender worker ({type(exc).__name__})"),
+                )
+            return
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
 async def _serve(fd: int, config: dict[str, Any]) -> None:
     sender = Sender(
         allow_cidrs=config["allow_cidrs"],
@@ -381,58 +440,13 @@ async def _serve(fd: int, config: dict[str, Any]) -> None:
     await sender.start()
     reader, writer = await asyncio.open_connection(sock=socket.socket(fileno=fd))
     writer.write(_frame(_READY, None))
-    loop = asyncio.get_running_loop()
-    done: list[tuple[Any, ...]] = []
-    flush_scheduled = False
-    tasks: set[asyncio.Task[None]] = set()
-
-    def flush() -> None:
-        nonlocal flush_scheduled
-        flush_scheduled = False
-        if done:
-            writer.write(_frames(_REPORTS, done[:], spoiled))
-            done.clear()
-
-    def spoiled(item: tuple[Any, ...]) -> None:
-        # A report that cannot be pickled (a bug): its attempt still gets an answer.
-        failed = unsent("the sender worker could not return the report")
-        writer.write(_frame(_REPORTS, [(item[0], *_report_fields(failed))]))
-
-    def reply(request_id: Any, report: AttemptReport) -> None:
-        nonlocal flush_scheduled
-        done.append((request_id, *_report_fields(report)))
-        if not flush_scheduled:
-            flush_scheduled = True
-            loop.call_soon(flush)
-
-    async def one(request_id: Any, url: str, headers: Any, body: bytes, limit: float) -> None:
-        try:
-            report = await sender.send(
-                OutboundRequest(url=url, headers=headers, body=body, timeout=limit)
-            )
-        except Exception as exc:  # the Sender reports its failures; this is a bug: still answer
-            report = unsent(f"the sender worker failed on the attempt ({type(exc).__name__})")
-        reply(request_id, report)
-
-    def take(item: Any) -> None:
-        try:
-            task = asyncio.create_task(one(*item))
-        except Exception as exc:  # a malformed request: answer it if it has an id at all
-            with contextlib.suppress(Exception):
-                reply(
-                    item[0],
-                    unsent(f"malformed request to the sender worker ({type(exc).__name__})"),
-                )
-            return
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
+    child = _Child(sender, writer)
     try:
         while True:
             kind, payload = await _read_frame(reader)
             if kind == _SEND:
                 for item in payload:
-                    take(item)
+                    child.take(item)
             elif kind == _ALLOW:
                 sender.set_allow_cidrs(payload)
     except (asyncio.IncompleteReadError, ConnectionError):
@@ -440,9 +454,9 @@ async def _serve(fd: int, config: dict[str, Any]) -> None:
     # Anything else (a frame that does not unpickle) ends the process: the daemon sees it exit,
     # fails the attempts it had here at once and starts another worker.
     finally:
-        for task in tasks:
+        for task in child.tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*child.tasks, return_exceptions=True)
         await sender.close()
 
 

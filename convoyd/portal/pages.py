@@ -194,27 +194,21 @@ def _secrets_card(chrome: Chrome, endpoint: Endpoint, now: float) -> Html:
     return card("Signing secrets", body)
 
 
-def endpoint_page(
-    chrome: Chrome,
-    endpoint: Endpoint,
-    breaker: BreakerStatus | None,
-    recent: Sequence[Delivery],
-    *,
-    now: float,
-    message: Html,
-) -> Html:
+def _endpoint_actions(chrome: Chrome, endpoint: Endpoint, base: str) -> list[Html]:
+    if not chrome.can_manage:
+        return []
+    toggle = "resume" if endpoint.status is EndpointStatus.PAUSED else "pause"
+    return [
+        link(f"{base}/edit", "Edit", "btn"),
+        post_button(chrome, f"{base}/{toggle}", toggle.capitalize(), cls="btn"),
+        post_button(chrome, f"{base}/test-event", "Send test event", cls="btn"),
+    ]
+
+
+def _endpoint_details(endpoint: Endpoint) -> Html:
     spec = endpoint.spec
-    base = endpoint_href(endpoint.id)
-    actions: list[Html] = []
-    if chrome.can_manage:
-        actions.append(link(f"{base}/edit", "Edit", "btn"))
-        if endpoint.status is EndpointStatus.PAUSED:
-            actions.append(post_button(chrome, f"{base}/resume", "Resume", cls="btn"))
-        else:
-            actions.append(post_button(chrome, f"{base}/pause", "Pause", cls="btn"))
-        actions.append(post_button(chrome, f"{base}/test-event", "Send test event", cls="btn"))
-    head = heading(label(endpoint), badge(endpoint.status), actions=join(actions))
-    info = details(
+    rate = f"{spec.rate_limit} per {spec.rate_limit_duration:g} s" if spec.rate_limit else "none"
+    return details(
         [
             ("URL", mono(spec.url)),
             ("ID", mono(endpoint.id)),
@@ -230,21 +224,36 @@ def endpoint_page(
                 ),
             ),
             ("HTTP timeout", f"{spec.http_timeout:g} s" if spec.http_timeout else "default"),
-            (
-                "Rate limit",
-                f"{spec.rate_limit} per {spec.rate_limit_duration:g} s"
-                if spec.rate_limit
-                else "none",
-            ),
+            ("Rate limit", rate),
             ("Signature", spec.signature.scheme.value.replace("_", "-")),
         ]
     )
-    circuit = details(
+
+
+def _breaker_details(breaker: BreakerStatus | None) -> Html:
+    return details(
         [
             ("State", breaker_text(breaker)),
             ("Breaker trips in a row", breaker.consecutive_trips if breaker else "—"),
             ("Next probe", when(breaker.next_probe_at if breaker else None)),
         ]
+    )
+
+
+def endpoint_page(
+    chrome: Chrome,
+    endpoint: Endpoint,
+    breaker: BreakerStatus | None,
+    recent: Sequence[Delivery],
+    *,
+    now: float,
+    message: Html,
+) -> Html:
+    base = endpoint_href(endpoint.id)
+    head = heading(
+        label(endpoint),
+        badge(endpoint.status),
+        actions=join(_endpoint_actions(chrome, endpoint, base)),
     )
     retry = render(
         "<p>Send every failed or discarded delivery of this endpoint again.</p>{go}",
@@ -260,10 +269,10 @@ def endpoint_page(
     body = render(
         '{head}<div class="grid">{info}{side}</div>{recent}',
         head=head,
-        info=card("Details", info),
+        info=card("Details", _endpoint_details(endpoint)),
         side=render(
             '<div class="stack">{c}{r}</div>',
-            c=card("Circuit breaker", circuit),
+            c=card("Circuit breaker", _breaker_details(breaker)),
             r=card("Failed deliveries", retry),
         ),
         recent=join(

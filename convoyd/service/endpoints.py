@@ -11,6 +11,7 @@ from typing import Any
 from convoyd.core import signing, states
 from convoyd.core.ids import new_id
 from convoyd.core.model import (
+    ApiKeyAuth,
     Endpoint,
     EndpointSpec,
     EndpointStatus,
@@ -18,7 +19,7 @@ from convoyd.core.model import (
     Page,
     Secret,
 )
-from convoyd.core.request import keep_hidden_values
+from convoyd.core.request import is_placeholder, keep_hidden_values
 from convoyd.core.validation import (
     Limits,
     filter_violations,
@@ -57,6 +58,19 @@ UPDATABLE_FIELDS = frozenset(
 MAX_LIVE_SECRETS = 10
 DEFAULT_OLD_SECRET_LIFETIME = 24 * 3600.0
 MAX_OLD_SECRET_LIFETIME = 7 * 86400.0
+
+
+def _keep_masked_api_key(auth: ApiKeyAuth | None, stored: ApiKeyAuth | None) -> ApiKeyAuth | None:
+    """A read-modify-write sends the masked api key back: it keeps the stored value when the
+    header is the same one (a new header needs its real value, and validation says so)."""
+    if (
+        auth is not None
+        and stored is not None
+        and is_placeholder(auth.header_value)
+        and auth.header_name.lower() == stored.header_name.lower()
+    ):
+        return dataclasses.replace(auth, header_value=stored.header_value)
+    return auth
 
 
 class EndpointManager:
@@ -147,6 +161,8 @@ class EndpointManager:
                 # Reads show credential headers as [redacted]: sent back, they keep the value.
                 new["headers"], missing = keep_hidden_values(new["headers"], current.spec.headers)
                 _refuse_placeholders(missing)
+            if "auth" in new:
+                new["auth"] = _keep_masked_api_key(new["auth"], current.spec.auth)
             spec = dataclasses.replace(current.spec, **new)
             validate_endpoint_spec(spec, self.limits)
             if spec.signature.scheme is not current.spec.signature.scheme:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from convoyd.core import routing
 from convoyd.core.ids import new_id
-from convoyd.core.model import Delivery, DeliveryStatus, Event, EventInput, Page
+from convoyd.core.model import Delivery, DeliveryStatus, Endpoint, Event, EventInput, Page
 from convoyd.core.validation import (
     Limits,
     event_violations,
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 Clock = Callable[[], float]
 
 MAX_BATCH = 1000
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+DEFAULT_IDEMPOTENCY_WINDOW = 24 * 3600.0  # seconds
 
 
 def payload_hash(event: EventInput) -> bytes:
@@ -51,8 +53,8 @@ class EventManager:
         *,
         clock: Clock,
         rng: random.Random,
-        max_payload_bytes: int = 1024 * 1024,
-        idempotency_window: float = 24 * 3600.0,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW,
         limits: Limits | None = None,
         feed: WorkFeed,
         metrics: Metrics | None = None,
@@ -113,29 +115,47 @@ class EventManager:
         where: str,
         seen: dict[str, IngestWrite],
     ) -> IngestWrite:
+        """What storing ``event`` writes: a replay of the event its idempotency key names, or
+        a new event with a delivery to each endpoint it routes to. ``seen`` holds the keys
+        planned earlier in the same batch."""
         key = event.idempotency_key
+        if key and (replay := self._replay(reader, key, digest, now, where, seen)) is not None:
+            return replay
+        targets = _targets(reader, event, where)
+        write = self._new_write(event, digest, now, targets)
         if key:
-            earlier = seen.get(key)
-            found = (earlier.event, earlier.payload_hash) if earlier else None
-            found = found or reader.idempotent_event(key, now - self._window)
-            if found is not None:
-                original, original_hash = found
-                if original_hash != digest:
-                    raise AlreadyExistsError(
-                        f"{where + ': ' if where else ''}idempotency key {excerpt(key)} was used"
-                        f" for another event ({original.id}) with a different payload"
-                    )
-                return IngestWrite(event=original, payload_hash=original_hash, replay=True)
-        if event.owner_id:
-            targets = reader.owner_endpoints(event.owner_id)
-        else:
-            found_by_id = reader.endpoints(event.endpoint_ids)
-            missing = [i for i in event.endpoint_ids if i not in found_by_id]
-            if missing:
-                raise NotFoundError(
-                    f"{where + ': ' if where else ''}endpoint {missing[0]} not found"
-                )
-            targets = [found_by_id[i] for i in event.endpoint_ids]
+            seen[key] = write
+        return write
+
+    def _replay(
+        self,
+        reader: IngestReader,
+        key: str,
+        digest: bytes,
+        now: float,
+        where: str,
+        seen: dict[str, IngestWrite],
+    ) -> IngestWrite | None:
+        """The earlier event with idempotency key ``key`` (in this batch or within the
+        window), or None; AlreadyExistsError if its payload differs."""
+        earlier = seen.get(key)
+        found = (earlier.event, earlier.payload_hash) if earlier else None
+        found = found or reader.idempotent_event(key, now - self._window)
+        if found is None:
+            return None
+        original, original_hash = found
+        if original_hash != digest:
+            raise AlreadyExistsError(
+                f"{_prefix(where)}idempotency key {excerpt(key)} was used"
+                f" for another event ({original.id}) with a different payload"
+            )
+        return IngestWrite(event=original, payload_hash=original_hash, replay=True)
+
+    def _new_write(
+        self, event: EventInput, digest: bytes, now: float, targets: Sequence[Endpoint]
+    ) -> IngestWrite:
+        """A new event and its deliveries to those of ``targets`` that take its type."""
+        # Drawn before the delivery ids, so a seeded rng keeps giving the same ids.
         event_id = new_id("ev", now, self._rng)
         deliveries = [
             Delivery(
@@ -155,12 +175,12 @@ class EventManager:
             )
             for endpoint, status, reason in routing.plan(targets, event.event_type)
         ]
-        write = IngestWrite(
+        return IngestWrite(
             event=Event(
                 id=event_id,
                 event_type=event.event_type,
                 data=event.data,
-                idempotency_key=key,
+                idempotency_key=event.idempotency_key,
                 endpoint_ids=tuple(event.endpoint_ids),
                 owner_id=event.owner_id,
                 headers=dict(event.headers),
@@ -170,9 +190,6 @@ class EventManager:
             payload_hash=digest,
             deliveries=deliveries,
         )
-        if key:
-            seen[key] = write
-        return write
 
     async def get(self, event_id: str) -> Event:
         require_id("ev", event_id, "event_id")
@@ -192,3 +209,20 @@ class EventManager:
             page_token,
             lambda after, limit: self._store.list_events(query, before_id=after, limit=limit),
         )
+
+
+def _prefix(where: str) -> str:
+    """``where`` (e.g. "requests[3]") as the start of an error message, or nothing."""
+    return f"{where}: " if where else ""
+
+
+def _targets(reader: IngestReader, event: EventInput, where: str) -> list[Endpoint]:
+    """The endpoints ``event`` is addressed to: its owner's, or those it names (all of which
+    must exist)."""
+    if event.owner_id:
+        return reader.owner_endpoints(event.owner_id)
+    found_by_id = reader.endpoints(event.endpoint_ids)
+    missing = [i for i in event.endpoint_ids if i not in found_by_id]
+    if missing:
+        raise NotFoundError(f"{_prefix(where)}endpoint {missing[0]} not found")
+    return [found_by_id[i] for i in event.endpoint_ids]

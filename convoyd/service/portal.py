@@ -34,6 +34,7 @@ DEFAULT_LIFETIME = {
     PortalLinkKind.LONG_LIVED: 30 * 86400.0,
 }
 MAX_LIFETIME = 365 * 86400.0
+DEFAULT_SESSION_LIFETIME = 12 * 3600.0  # seconds a portal session lasts
 MAX_NAME_LENGTH = 200
 MAX_ENDPOINT_IDS = 100
 # The same words for every dead link: whether it never existed, was used, expired or was
@@ -116,7 +117,7 @@ class PortalManager:
         *,
         clock: Clock,
         rng: random.Random,
-        session_lifetime: float = 12 * 3600.0,
+        session_lifetime: float = DEFAULT_SESSION_LIFETIME,
     ) -> None:
         self._store = store
         self._clock = clock

@@ -1,16 +1,26 @@
-"""Domain objects to and from the JSON and integer-time columns of the store."""
+"""Store rows to domain objects and back: endpoints, secrets, events, deliveries, attempts.
+
+Times are integer microseconds, lists and maps JSON text. Rows are read by column name (the
+connections return ``sqlite3.Row``); rows written are tuples in the order of the column-name
+lists beside them, which the statements are built from, or mappings for named placeholders.
+"""
 
 from __future__ import annotations
 
 import json
 import json.encoder
-from typing import Any
+from typing import Any, Protocol
 
 from convoyd.core.model import (
     ApiKeyAuth,
+    Attempt,
+    AttemptResult,
+    Delivery,
+    DeliveryStatus,
     Endpoint,
     EndpointSpec,
     EndpointStatus,
+    Event,
     RetryPolicy,
     RetryStrategy,
     Secret,
@@ -45,6 +55,12 @@ _ENCODE = (
     if _C_ENCODER is not None
     else None
 )
+
+
+class Row(Protocol):
+    """A row read by column name: ``sqlite3.Row`` (the connections' row factory) or a mapping."""
+
+    def __getitem__(self, name: str, /) -> Any: ...
 
 
 def dumps(value: list[Any] | tuple[Any, ...] | dict[str, Any]) -> str:
@@ -144,53 +160,258 @@ def spec_from_row(url: str, name: str, owner_id: str, spec_json: str) -> Endpoin
     )
 
 
-ENDPOINT_COLUMNS = (
-    "id, owner_id, name, url, status, status_reason, status_changed_at, spec,"
-    " created_at, updated_at"
+ENDPOINT_NAMES = (
+    "id",
+    "owner_id",
+    "name",
+    "url",
+    "status",
+    "status_reason",
+    "status_changed_at",
+    "spec",
+    "created_at",
+    "updated_at",
 )
-SECRET_COLUMNS = "id, endpoint_id, value, created_at, expires_at"  # noqa: S105 - column names
+ENDPOINT_COLUMNS = ", ".join(ENDPOINT_NAMES)
+SECRET_NAMES = ("id", "endpoint_id", "value", "created_at", "expires_at")
+SECRET_COLUMNS = ", ".join(SECRET_NAMES)
 
 
-def endpoint_to_row(ep: Endpoint) -> tuple[Any, ...]:
-    return (
-        ep.id,
-        ep.spec.owner_id,
-        ep.spec.name,
-        ep.spec.url,
-        ep.status.value,
-        ep.status_reason,
-        to_us(ep.status_changed_at),
-        spec_to_json(ep.spec),
-        to_us(ep.created_at),
-        to_us(ep.updated_at),
-    )
+def endpoint_values(ep: Endpoint) -> dict[str, Any]:
+    """The endpoint's columns by name (for ``:name`` placeholders)."""
+    return {
+        "id": ep.id,
+        "owner_id": ep.spec.owner_id,
+        "name": ep.spec.name,
+        "url": ep.spec.url,
+        "status": ep.status.value,
+        "status_reason": ep.status_reason,
+        "status_changed_at": to_us(ep.status_changed_at),
+        "spec": spec_to_json(ep.spec),
+        "created_at": to_us(ep.created_at),
+        "updated_at": to_us(ep.updated_at),
+    }
 
 
-def secret_to_row(endpoint_id: str, secret: Secret) -> tuple[Any, ...]:
-    return (
-        secret.id,
-        endpoint_id,
-        secret.value,
-        to_us(secret.created_at),
-        opt_to_us(secret.expires_at),
-    )
+def secret_values(endpoint_id: str, secret: Secret) -> dict[str, Any]:
+    return {
+        "id": secret.id,
+        "endpoint_id": endpoint_id,
+        "value": secret.value,
+        "created_at": to_us(secret.created_at),
+        "expires_at": opt_to_us(secret.expires_at),
+    }
 
 
-def secret_from_row(row: tuple[Any, ...]) -> Secret:
+def secret_from_row(row: Row) -> Secret:
     return Secret(
-        id=row[0], value=row[2], created_at=from_us(row[3]), expires_at=opt_from_us(row[4])
+        id=row["id"],
+        value=row["value"],
+        created_at=from_us(row["created_at"]),
+        expires_at=opt_from_us(row["expires_at"]),
     )
 
 
-def endpoint_from_row(row: tuple[Any, ...], secrets: tuple[Secret, ...]) -> Endpoint:
-    (id_, owner_id, name, url, status, reason, changed, spec, created, updated) = row
+def endpoint_from_row(row: Row, secrets: tuple[Secret, ...]) -> Endpoint:
     return Endpoint(
-        id=id_,
-        spec=spec_from_row(url, name, owner_id, spec),
-        status=EndpointStatus(status),
-        status_reason=reason,
-        status_changed_at=from_us(changed),
+        id=row["id"],
+        spec=spec_from_row(row["url"], row["name"], row["owner_id"], row["spec"]),
+        status=EndpointStatus(row["status"]),
+        status_reason=row["status_reason"],
+        status_changed_at=from_us(row["status_changed_at"]),
         secrets=secrets,
-        created_at=from_us(created),
-        updated_at=from_us(updated),
+        created_at=from_us(row["created_at"]),
+        updated_at=from_us(row["updated_at"]),
+    )
+
+
+# -- events, deliveries and attempts: the hot rows ------------------------------------------
+
+EVENT_NAMES = (
+    "id",
+    "event_type",
+    "owner_id",
+    "endpoint_ids",
+    "data",
+    "headers",
+    "idempotency_key",
+    "delivery_count",
+    "created_at",
+)
+EVENT_COLUMNS = ", ".join(EVENT_NAMES)
+EVENT_INSERT_NAMES = (*EVENT_NAMES, "payload_hash")
+"""The columns of ``event_insert_row``, in its order."""
+
+DELIVERY_NAMES = (
+    "id",
+    "event_id",
+    "endpoint_id",
+    "owner_id",
+    "event_type",
+    "status",
+    "status_reason",
+    "attempt_count",
+    "attempt_limit",
+    "next_attempt_at",
+    "last_attempt_at",
+    "last_http_status",
+    "created_at",
+    "updated_at",
+)
+DELIVERY_COLUMNS = ", ".join(DELIVERY_NAMES)
+"""Also the order of ``delivery_to_row``."""
+
+DELIVERY_UPDATE_NAMES = (
+    "status",
+    "status_reason",
+    "attempt_count",
+    "attempt_limit",
+    "next_attempt_at",
+    "last_attempt_at",
+    "last_http_status",
+    "updated_at",
+    "id",
+)
+"""The order of ``delivery_update_row``: what an outcome may change, then the key."""
+
+ATTEMPT_NAMES = (
+    "id",
+    "delivery_id",
+    "number",
+    "result",
+    "started_at",
+    "duration_us",
+    "request_url",
+    "request_headers",
+    "response_status",
+    "response_headers",
+    "response_body",
+    "response_body_truncated",
+    "error",
+    "remote_address",
+)
+ATTEMPT_COLUMNS = ", ".join(ATTEMPT_NAMES)
+"""Also the order of ``attempt_to_row``."""
+
+
+def event_from_row(row: Row) -> Event:
+    return Event(
+        id=row["id"],
+        event_type=row["event_type"],
+        owner_id=row["owner_id"],
+        endpoint_ids=tuple(json.loads(row["endpoint_ids"])),
+        data=row["data"],
+        headers=json.loads(row["headers"]),
+        idempotency_key=row["idempotency_key"] or "",
+        delivery_count=row["delivery_count"],
+        created_at=from_us(row["created_at"]),
+    )
+
+
+def event_insert_row(event: Event, payload_hash: bytes) -> tuple[Any, ...]:
+    """The row of EVENT_INSERT_NAMES."""
+    return (
+        event.id,
+        event.event_type,
+        event.owner_id,
+        dumps(event.endpoint_ids),
+        event.data,
+        dumps(dict(event.headers)),
+        event.idempotency_key or None,
+        event.delivery_count,
+        to_us(event.created_at),
+        payload_hash,
+    )
+
+
+def delivery_from_row(row: Row) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        event_id=row["event_id"],
+        endpoint_id=row["endpoint_id"],
+        owner_id=row["owner_id"],
+        event_type=row["event_type"],
+        status=DeliveryStatus(row["status"]),
+        status_reason=row["status_reason"],
+        attempt_count=row["attempt_count"],
+        attempt_limit=row["attempt_limit"],
+        next_attempt_at=opt_from_us(row["next_attempt_at"]),
+        last_attempt_at=opt_from_us(row["last_attempt_at"]),
+        last_http_status=row["last_http_status"],
+        created_at=from_us(row["created_at"]),
+        updated_at=from_us(row["updated_at"]),
+    )
+
+
+def delivery_to_row(d: Delivery) -> tuple[Any, ...]:
+    """The row of DELIVERY_NAMES."""
+    return (
+        d.id,
+        d.event_id,
+        d.endpoint_id,
+        d.owner_id,
+        d.event_type,
+        d.status.value,
+        d.status_reason,
+        d.attempt_count,
+        d.attempt_limit,
+        opt_to_us(d.next_attempt_at),
+        opt_to_us(d.last_attempt_at),
+        d.last_http_status,
+        to_us(d.created_at),
+        to_us(d.updated_at),
+    )
+
+
+def delivery_update_row(d: Delivery) -> tuple[Any, ...]:
+    """The row of DELIVERY_UPDATE_NAMES."""
+    return (
+        d.status.value,
+        d.status_reason,
+        d.attempt_count,
+        d.attempt_limit,
+        opt_to_us(d.next_attempt_at),
+        opt_to_us(d.last_attempt_at),
+        d.last_http_status,
+        to_us(d.updated_at),
+        d.id,
+    )
+
+
+def attempt_from_row(row: Row) -> Attempt:
+    return Attempt(
+        id=row["id"],
+        delivery_id=row["delivery_id"],
+        number=row["number"],
+        result=AttemptResult(row["result"]),
+        started_at=from_us(row["started_at"]),
+        duration=row["duration_us"] / 1_000_000,
+        request_url=row["request_url"],
+        request_headers=tuple((n, v) for n, v in json.loads(row["request_headers"])),
+        response_status=row["response_status"],
+        response_headers=tuple((n, v) for n, v in json.loads(row["response_headers"])),
+        response_body=row["response_body"],
+        response_body_truncated=bool(row["response_body_truncated"]),
+        error=row["error"],
+        remote_address=row["remote_address"],
+    )
+
+
+def attempt_to_row(a: Attempt) -> tuple[Any, ...]:
+    """The row of ATTEMPT_NAMES."""
+    return (
+        a.id,
+        a.delivery_id,
+        a.number,
+        a.result.value,
+        to_us(a.started_at),
+        round(a.duration * 1_000_000),
+        a.request_url,
+        dumps(a.request_headers),
+        a.response_status,
+        dumps(a.response_headers),
+        a.response_body,
+        int(a.response_body_truncated),
+        a.error,
+        a.remote_address,
     )

@@ -19,7 +19,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,7 +67,7 @@ class Reader:
         self._queue.put((job, future, loop))
         return await future
 
-    async def fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return await self.run(lambda conn: conn.execute(sql, params).fetchall())
 
     def _run(self, conn: sqlite3.Connection) -> None:
@@ -96,7 +96,8 @@ def _read_all(conn: sqlite3.Connection, batch: list[Any]) -> list[tuple[Any, ...
     """Runs the batch's jobs in one read transaction, begun after they were all asked for.
 
     Each statement in the reader's thread hands the GIL back and forth (up to the 5 ms switch
-    interval beside a busy event loop, DESIGN §10): one BEGIN and ROLLBACK a batch, not a job.
+    interval beside a busy event loop, docs/architecture.md §9): one BEGIN and ROLLBACK a
+    batch, not a job.
     """
     results: list[tuple[Any, ...]] = []
     try:

@@ -1,11 +1,12 @@
 """The single writer: one thread owns the write connection and commits jobs in groups.
 
 Why not aiosqlite for writes: it hops to its thread once per statement (~250 µs each) and two
-coroutines opening transactions on one connection interleave and fail (DESIGN §7). Here every
-write is a job (a plain function of a sqlite3 connection) put on a queue; the thread takes all
-jobs waiting, runs them in ONE transaction (each under its own SAVEPOINT, so a failing job
-rolls back alone) and commits once. While one commit's fsync runs, the next jobs gather: group
-commit comes for free, with no timer, and `synchronous=FULL` costs one fsync per group.
+coroutines opening transactions on one connection interleave and fail (docs/architecture.md
+§9). Here every write is a job (a plain function of a sqlite3 connection) put on a queue; the
+thread takes all jobs waiting, runs them in ONE transaction (each under its own SAVEPOINT, so a
+failing job rolls back alone) and commits once. While one commit's fsync runs, the next jobs
+gather: group commit comes for free, with no timer, and `synchronous=FULL` costs one fsync per
+group.
 """
 
 from __future__ import annotations
@@ -25,17 +26,19 @@ from convoyd.errors import ResourceExhaustedError, UnavailableError
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-Job = Callable[[sqlite3.Connection], Any]
 _STOP = object()
 
 
 def connect(path: Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
-    """A connection with convoyd's pragmas: WAL, FULL sync, foreign keys, a busy timeout.
+    """A connection with convoyd's pragmas: WAL, FULL sync, foreign keys, a busy timeout,
+    and rows that are read by column name (``sqlite3.Row``).
 
     synchronous=FULL with WAL makes every commit durable across power loss, which is what
-    "accepted = durable" (DESIGN §4) promises; group commit keeps its fsync cost per batch.
+    "accepted = durable" (docs/architecture.md §2, the delivery promise) needs; group commit
+    keeps its fsync cost per batch.
     """
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")

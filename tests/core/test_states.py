@@ -15,7 +15,7 @@ A, INACTIVE, P, N = (
     EndpointStatus.PENDING,
 )
 
-# DESIGN §3, written out independently of the implementation's table.
+# docs/architecture.md §3, written out independently of the implementation's table.
 EXPECTED = {
     (A, Trigger.PAUSE): P,
     (INACTIVE, Trigger.PAUSE): P,

@@ -69,6 +69,17 @@ async def test_update_with_redacted_value_keeps_the_stored_one(
     assert received.headers["Authorization"] == BEARER
     assert received.headers["X-Forward"] == BEARER
     assert received.headers["X-Tenant"] == "acme-2"
+    assert received.headers["X-Api-Key"] == "k" * 32
+    # The masked api key sent back with the same header keeps the stored key.
+    ep.name = "renamed"
+    assert ep.authentication.api_key.header_value == "********"
+    await client.update_endpoint(ep, ["name", "authentication"])
+    await client.create_event(endpoint_ids=[ep.id], event_type="t", data={})
+    assert (await hook.wait_for(2))[1].headers["X-Api-Key"] == "k" * 32
+    # ... but a new header name needs the real value.
+    ep.authentication.api_key.header_name = "X-Other-Key"
+    with pytest.raises(InvalidArgumentError):
+        await client.update_endpoint(ep, ["authentication"])
     # The placeholder for a header the endpoint does not have: refused, naming the header.
     ep.headers["X-New-Token"] = REDACTED
     with pytest.raises(InvalidArgumentError) as info:

@@ -64,7 +64,7 @@ async def test_dashboard_mints_an_operator_link(delivering: tuple[App, Running])
     code, out, err = await ctl(running, "dashboard", "--lifetime", "10m")
     assert code == 0, err
     assert "/portal/enter?token=cvdp_" in out and "opens once" in err
-    (link,) = (await app.portal_links.list()).items
+    (link,) = (await app.portal.list()).items
     assert link.all_owners and link.can_manage_endpoints and link.kind.value == "one_time"
     assert link.expires_at - link.created_at == pytest.approx(600, abs=1)
 

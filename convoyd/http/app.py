@@ -1,4 +1,4 @@
-"""The HTTP listener: /healthz, and the web portal under /portal/ when it is given."""
+"""The HTTP listener's app: /healthz, and the web portal under /portal/ when it is given."""
 
 from __future__ import annotations
 

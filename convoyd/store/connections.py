@@ -1,4 +1,4 @@
-"""The SQLite store's connections: migrations, the single writer, and the read connection.
+"""The SQLite store's connections: migrations, the single writer and the read connection.
 
 Read-your-writes: the writer settles a call only after its COMMIT, and every read runs in a
 read transaction of its own that begins after the read was asked for (reader.py), so a read
@@ -8,13 +8,17 @@ sees every write whose call had returned before it.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from convoyd.errors import UnavailableError
 from convoyd.store.migrations import LATEST, MIGRATIONS
 from convoyd.store.reader import Reader
 from convoyd.store.writer import Writer, connect
+
+T = TypeVar("T")
 
 DB_FILE = "convoyd.db"
 
@@ -44,8 +48,8 @@ def apply_migrations(path: Path) -> int:
         conn.close()
 
 
-class SqliteBase:
-    """Owns the connections; the tables' methods live in the classes built on it."""
+class SqliteConnections:
+    """The writer and the reader of one database file, shared by the table objects."""
 
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / DB_FILE
@@ -61,6 +65,14 @@ class SqliteBase:
         await self._writer.stop()
         await self._reader.stop()
 
-    async def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    async def write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs ``job`` on the writer, in the next group transaction (writer.py)."""
+        return await self._writer.run(job)
+
+    async def read(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs ``job`` on the reader, in a read transaction begun after this call."""
+        return await self._reader.run(job)
+
+    async def fetchall(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         """The rows of one statement, read in a transaction of its own."""
         return await self._reader.fetchall(sql, params)
