@@ -144,19 +144,19 @@ class EndpointManager:
         )
 
     async def update(
-        self, endpoint_id: str, changes: Mapping[str, Any], *, id_field: str = "endpoint_id"
+        self, endpoint_id: str, fields: Mapping[str, Any], *, id_field: str = "endpoint_id"
     ) -> Endpoint:
         """Replaces the named spec fields; the result is validated as a whole."""
         self._check_endpoint_id(endpoint_id, id_field)
-        unknown = sorted(set(changes) - UPDATABLE_FIELDS)
+        unknown = sorted(set(fields) - UPDATABLE_FIELDS)
         if unknown:
             raise ValidationError.single("update_mask", f"cannot update {', '.join(unknown)}")
-        if not changes:
+        if not fields:
             raise ValidationError.single("update_mask", "names no field to update")
         now = self._clock()
 
-        def change(current: Endpoint) -> Endpoint:
-            new = dict(changes)
+        def edit(current: Endpoint) -> Endpoint:
+            new = dict(fields)
             if "headers" in new:
                 # Reads show credential headers as [redacted]: sent back, they keep the value.
                 new["headers"], missing = keep_hidden_values(new["headers"], current.spec.headers)
@@ -175,7 +175,7 @@ class EndpointManager:
                         )
             return dataclasses.replace(current, spec=spec, updated_at=now)
 
-        return self.notify_changed(await self._store.modify_endpoint(endpoint_id, change))
+        return self.notify_changed(await self._store.modify_endpoint(endpoint_id, edit))
 
     async def delete(self, endpoint_id: str) -> None:
         self._check_endpoint_id(endpoint_id)

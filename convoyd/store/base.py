@@ -33,10 +33,12 @@ class ApiToken:
     revoked_at: float | None = None
 
 
-EndpointChange = Callable[[Endpoint], Endpoint]
-# A change to a delivery that may also change its endpoint (the PENDING probe flow).
-DeliveryChange = Callable[[Delivery, Endpoint], tuple[Delivery, Endpoint]]
-PortalLinkChange = Callable[[PortalLink], PortalLink]
+# Edits: pure functions from a row as stored to the row to store, run inside the store's
+# transaction (they may raise a ConvoydError to refuse, and may run more than once).
+EndpointEdit = Callable[[Endpoint], Endpoint]
+# An edit of a delivery that may also change its endpoint (the PENDING probe flow).
+DeliveryEdit = Callable[[Delivery, Endpoint], tuple[Delivery, Endpoint]]
+PortalLinkEdit = Callable[[PortalLink], PortalLink]
 # Opening a session with a link: the link as it is afterwards (used_at) and the new session.
 PortalOpen = Callable[[PortalLink], tuple[PortalLink, PortalSession]]
 
@@ -131,7 +133,7 @@ class Store(Protocol):
     ) -> list[Endpoint]:
         """Newest first; ``before_id`` continues a listing after that id."""
 
-    async def modify_endpoint(self, endpoint_id: str, change: EndpointChange) -> Endpoint:
+    async def modify_endpoint(self, endpoint_id: str, change: EndpointEdit) -> Endpoint:
         """Reads the endpoint, applies ``change`` and writes the result in one transaction.
 
         ``change`` runs inside the store's write transaction, so concurrent modifications
@@ -179,7 +181,7 @@ class Store(Protocol):
     async def record(self, records: Sequence[AttemptRecord]) -> None:
         """Stores attempts and delivery updates, in order, in one transaction."""
 
-    async def modify_delivery(self, delivery_id: str, change: DeliveryChange) -> Delivery:
+    async def modify_delivery(self, delivery_id: str, change: DeliveryEdit) -> Delivery:
         """Applies ``change`` to the delivery and its endpoint atomically (like modify_endpoint)."""
 
     async def reschedule_deliveries(
@@ -199,7 +201,7 @@ class Store(Protocol):
     ) -> list[PortalLink]:
         """Newest first; ``live_at`` set: only links neither revoked nor expired then."""
 
-    async def modify_portal_link(self, link_id: str, change: PortalLinkChange) -> PortalLink:
+    async def modify_portal_link(self, link_id: str, change: PortalLinkEdit) -> PortalLink:
         """Like modify_endpoint. A link that ``change`` revokes has all its sessions revoked
         in the same transaction."""
 

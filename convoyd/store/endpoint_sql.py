@@ -10,7 +10,7 @@ from typing import Any
 from convoyd.core.model import Endpoint, EndpointStatus, Secret
 from convoyd.errors import NotFoundError
 from convoyd.store import codec
-from convoyd.store.base import ApiToken, EndpointChange
+from convoyd.store.base import ApiToken, EndpointEdit
 from convoyd.store.connections import SqliteConnections
 from convoyd.store.where import Where
 
@@ -117,7 +117,7 @@ class EndpointTables:
             (*where.params, limit),
         )
 
-    async def modify_endpoint(self, endpoint_id: str, change: EndpointChange) -> Endpoint:
+    async def modify_endpoint(self, endpoint_id: str, change: EndpointEdit) -> Endpoint:
         def job(conn: sqlite3.Connection) -> Endpoint:
             updated = change(read_endpoint(conn, endpoint_id))
             write_endpoint(conn, updated, insert=False)

@@ -8,7 +8,7 @@ from typing import Any
 
 from convoyd.core.model import PortalLink, PortalLinkKind, PortalSession
 from convoyd.errors import NotFoundError
-from convoyd.store.base import PortalLinkChange, PortalOpen
+from convoyd.store.base import PortalLinkEdit, PortalOpen
 from convoyd.store.codec import Row, from_us, opt_from_us, opt_to_us, to_us
 from convoyd.store.connections import SqliteConnections
 from convoyd.store.where import Where
@@ -134,7 +134,7 @@ class PortalTables:
         )
         return [link_from_row(r) for r in rows]
 
-    async def modify_portal_link(self, link_id: str, change: PortalLinkChange) -> PortalLink:
+    async def modify_portal_link(self, link_id: str, change: PortalLinkEdit) -> PortalLink:
         def job(conn: sqlite3.Connection) -> PortalLink:
             current = _read_link(conn, "id", link_id)
             if current is None:

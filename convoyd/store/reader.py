@@ -13,93 +13,49 @@ sees one snapshot.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import queue
 import sqlite3
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from convoyd.errors import UnavailableError
-from convoyd.store.writer import connect, settle
+from convoyd.store.jobs import Job, JobThread, Result
+from convoyd.store.writer import connect
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-_STOP = object()
 
+class Reader(JobThread):
+    """The one thread that reads: each batch of jobs is one read transaction."""
 
-class Reader:
+    name = "convoyd-store-reader"
+
     def __init__(self, path: Path, *, max_batch: int = 64) -> None:
+        super().__init__(max_batch=max_batch)
         self._path = path
-        self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._closing = False
 
     def start(self) -> None:
         conn = connect(self._path)
         conn.execute("PRAGMA query_only = ON")  # writes belong to the writer alone
-        self._closing = False
-        self._thread = threading.Thread(
-            target=self._run, args=(conn,), name="convoyd-store-reader", daemon=True
-        )
-        self._thread.start()
-
-    async def stop(self) -> None:
-        """Finishes the reads asked for so far, then closes the connection."""
-        if self._thread is None:
-            return
-        self._closing = True
-        self._queue.put(_STOP)
-        await asyncio.to_thread(self._thread.join)
-        self._thread = None
-
-    async def run(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """Runs ``job`` in a read transaction that begins after this call."""
-        if self._thread is None or self._closing:
-            raise UnavailableError("the store is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((job, future, loop))
-        return await future
+        self._start(conn)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return await self.run(lambda conn: conn.execute(sql, params).fetchall())
 
-    def _run(self, conn: sqlite3.Connection) -> None:
-        stopping = False
-        while not stopping:
-            batch = [self._queue.get()]
-            while len(batch) < self._max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            if _STOP in batch:
-                stopping = True
-                batch = [item for item in batch if item is not _STOP]
-            by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-            for future, loop, ok, value in _read_all(conn, batch):
-                by_loop.setdefault(loop, []).append((future, ok, value))
-            # One wake-up of each event loop per batch, not one per read.
-            for loop, items in by_loop.items():
-                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                    loop.call_soon_threadsafe(settle, items)
-        conn.close()
+    def _execute(self, conn: sqlite3.Connection, batch: list[Job]) -> list[Result]:
+        return _read_all(conn, batch)
 
 
-def _read_all(conn: sqlite3.Connection, batch: list[Any]) -> list[tuple[Any, ...]]:
+def _read_all(conn: sqlite3.Connection, batch: list[Job]) -> list[Result]:
     """Runs the batch's jobs in one read transaction, begun after they were all asked for.
 
     Each statement in the reader's thread hands the GIL back and forth (up to the 5 ms switch
     interval beside a busy event loop, docs/architecture.md §9): one BEGIN and ROLLBACK a
     batch, not a job.
     """
-    results: list[tuple[Any, ...]] = []
+    results: list[Result] = []
     try:
         conn.execute("BEGIN")
         for job, future, loop in batch:

@@ -23,14 +23,14 @@ from convoyd.core.model import (
 from convoyd.store.base import (
     ApiToken,
     AttemptRecord,
-    DeliveryChange,
+    DeliveryEdit,
     DeliveryQuery,
-    EndpointChange,
+    EndpointEdit,
     EventQuery,
     IngestReader,
     IngestWrite,
     Payload,
-    PortalLinkChange,
+    PortalLinkEdit,
     PortalOpen,
     StatusCounts,
 )
@@ -78,7 +78,7 @@ class SqliteStore:
             owner_id=owner_id, status=status, before_id=before_id, limit=limit
         )
 
-    async def modify_endpoint(self, endpoint_id: str, change: EndpointChange) -> Endpoint:
+    async def modify_endpoint(self, endpoint_id: str, change: EndpointEdit) -> Endpoint:
         return await self._endpoints.modify_endpoint(endpoint_id, change)
 
     async def delete_endpoint(self, endpoint_id: str) -> None:
@@ -129,7 +129,7 @@ class SqliteStore:
     async def record(self, records: Sequence[AttemptRecord]) -> None:
         await self._events.record(records)
 
-    async def modify_delivery(self, delivery_id: str, change: DeliveryChange) -> Delivery:
+    async def modify_delivery(self, delivery_id: str, change: DeliveryEdit) -> Delivery:
         return await self._events.modify_delivery(delivery_id, change)
 
     async def reschedule_deliveries(
@@ -152,7 +152,7 @@ class SqliteStore:
             owner_id=owner_id, live_at=live_at, before_id=before_id, limit=limit
         )
 
-    async def modify_portal_link(self, link_id: str, change: PortalLinkChange) -> PortalLink:
+    async def modify_portal_link(self, link_id: str, change: PortalLinkEdit) -> PortalLink:
         return await self._portal.modify_portal_link(link_id, change)
 
     async def open_portal_session(

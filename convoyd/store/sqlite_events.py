@@ -13,7 +13,7 @@ from convoyd.errors import NotFoundError
 from convoyd.store import bulk, codec
 from convoyd.store.base import (
     AttemptRecord,
-    DeliveryChange,
+    DeliveryEdit,
     DeliveryQuery,
     EventQuery,
     IngestReader,
@@ -239,7 +239,7 @@ class EventTables:
 
         await self._db.write(job)
 
-    async def modify_delivery(self, delivery_id: str, change: DeliveryChange) -> Delivery:
+    async def modify_delivery(self, delivery_id: str, change: DeliveryEdit) -> Delivery:
         def job(conn: sqlite3.Connection) -> Delivery:
             delivery = _read_delivery(conn, delivery_id)
             if delivery is None:

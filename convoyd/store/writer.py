@@ -11,22 +11,16 @@ group.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import queue
 import sqlite3
-import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from convoyd.errors import ResourceExhaustedError, UnavailableError
+from convoyd.store.jobs import Job, JobThread, Result
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-_STOP = object()
 
 
 def connect(path: Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
@@ -56,59 +50,20 @@ def translate(exc: sqlite3.Error) -> Exception:
     return exc
 
 
-class Writer:
+class Writer(JobThread):
+    """The one thread that writes: each batch of jobs is one group transaction."""
+
+    name = "convoyd-store-writer"
+
     def __init__(self, path: Path, *, max_batch: int = 1000) -> None:
+        super().__init__(max_batch=max_batch)
         self._path = path
-        self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None
-        self._closing = False
 
     def start(self) -> None:
-        self._conn = connect(self._path)
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name="convoyd-store-writer", daemon=True)
-        self._thread.start()
+        self._start(connect(self._path))
 
-    async def stop(self) -> None:
-        """Finishes the queued jobs, then closes the connection."""
-        if self._thread is None:
-            return
-        self._closing = True  # a job put behind _STOP would never be run
-        self._queue.put(_STOP)
-        await asyncio.to_thread(self._thread.join)
-        self._thread = None
-
-    async def run(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """Runs ``job`` in the next group transaction and returns what it returned."""
-        if self._thread is None or self._closing:
-            raise UnavailableError("the store is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((job, future, loop))
-        return await future
-
-    def _run(self) -> None:
-        assert self._conn is not None
-        conn = self._conn
-        stopping = False
-        while not stopping:
-            batch = [self._queue.get()]
-            while len(batch) < self._max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            if _STOP in batch:
-                stopping = True
-                batch = [item for item in batch if item is not _STOP]
-            if batch:
-                self._commit(conn, batch)
-        conn.close()
-
-    def _commit(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        results: list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, bool, Any]] = []
+    def _execute(self, conn: sqlite3.Connection, batch: list[Job]) -> list[Result]:
+        results: list[Result] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job, future, loop in batch:
@@ -130,22 +85,4 @@ class Writer:
                 conn.execute("ROLLBACK")
             error = translate(exc)
             results = [(future, loop, False, error) for _, future, loop in batch]
-        # One wake-up of the event loop per group, not one per job.
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for future, loop, ok, value in results:
-            by_loop.setdefault(loop, []).append((future, ok, value))
-        for loop, items in by_loop.items():
-            # A closed loop (RuntimeError) means nobody is waiting any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(settle, items)
-
-
-def settle(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    """Resolves a batch's futures (ok: the value is the result, else the exception)."""
-    for future, ok, value in items:
-        if future.done():  # the caller was cancelled; the write happened all the same
-            continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
+        return results
