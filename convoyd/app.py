@@ -156,7 +156,9 @@ class App:
             session_lifetime=settings.portal.session_lifetime,
         )
         self.metrics.observe_engine(
-            in_flight=lambda: self.engine.in_flight, breakers=self.engine.breaker_counts
+            in_flight=lambda: self.engine.in_flight,
+            waiting=self.engine.queued,
+            breakers=self.engine.breaker_counts,
         )
         self.metrics.observe_store(self.store.status_counts)
         self.grpc_server: grpc.aio.Server | None = None

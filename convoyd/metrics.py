@@ -263,6 +263,12 @@ class Metrics:
             "Delivery attempts in flight now.",
             registry=registry,
         )
+        self.waiting = Gauge(
+            "convoyd_engine_waiting_deliveries",
+            "Due deliveries the engine holds in memory, waiting for a slot (their endpoint's"
+            " concurrency or rate limit, or room in the in-flight pools).",
+            registry=registry,
+        )
 
     def _define_control_plane(self, registry: CollectorRegistry) -> None:
         self.grpc_requests = Counter(
@@ -299,10 +305,16 @@ class Metrics:
     # -- wiring ----------------------------------------------------------------------------
 
     def observe_engine(
-        self, *, in_flight: Callable[[], float], breakers: Callable[[], Mapping[str, int]]
+        self,
+        *,
+        in_flight: Callable[[], float],
+        waiting: Callable[[], float],
+        breakers: Callable[[], Mapping[str, int]],
     ) -> None:
-        """Reads attempts in flight and breaker states from the engine at scrape time."""
+        """Reads attempts in flight, deliveries waiting and breaker states from the engine at
+        scrape time."""
         self.in_flight.set_function(in_flight)
+        self.waiting.set_function(waiting)
         self._breakers = breakers
 
     def observe_store(self, counter: StoreCounter) -> None:

@@ -137,6 +137,7 @@ class Engine:
         return self._capacity.in_flight
 
     def queued(self) -> int:
+        """Due deliveries held in lanes, waiting for a slot (a gauge reads it on scrape)."""
         return sum(len(lane.queue) for lane in self._lanes.values())
 
     def breaker_counts(self) -> dict[str, int]:
