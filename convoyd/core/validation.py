@@ -1,4 +1,7 @@
-"""Checks caller-supplied values once, on the domain types, and names every bad field."""
+"""Checks caller-supplied values once, on the domain types, and names every bad field.
+
+The rules for URLs and headers themselves are in convoyd/core/http_rules.py.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,20 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import accumulate
-from urllib.parse import SplitResult, urlsplit
 
 from convoyd.core import ids, signing
-from convoyd.core.addresses import url_host_problem
+from convoyd.core.http_rules import (
+    CONTROL,
+    DEFAULT_MAX_HEADER_NAME_LENGTH,
+    HEADER_VALUE_BAD,
+    SURROGATE,
+    TOKEN,
+)
+
+# Re-exported: callers and tests import the HTTP checks from here too.
+from convoyd.core.http_rules import check_header_name as check_header_name
+from convoyd.core.http_rules import check_header_value as check_header_value
+from convoyd.core.http_rules import check_url as check_url
 from convoyd.core.model import (
     ApiKeyAuth,
     EndpointSpec,
@@ -25,44 +38,11 @@ from convoyd.core.model import (
 from convoyd.errors import FieldViolation, ValidationError
 
 # Every pattern below is used with fullmatch: "$" would also match before a final newline.
-# RFC 9110 token characters: what a header name may be made of.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Event types and owner ids are matched and shown, never interpreted: keep them printable.
 _EVENT_TYPE = re.compile(r"[A-Za-z0-9_.:/*\-]{1,128}")
 _OWNER_ID = re.compile(r"[\x21-\x7e]{1,128}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# What the HTTP client refuses in a header value (aiohttp raises ValueError on every control
-# character but HTAB), plus lone surrogates: aiohttp's C writer silently drops them and its
-# pure-Python writer raises UnicodeEncodeError. Other non-ASCII characters are sent as UTF-8,
-# whose bytes are all RFC 9110 obs-text (0x80-0xFF), and arrive intact.
-_HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 # At most this much of a bad value is quoted back in an error message.
 EXCERPT_LENGTH = 64
-
-# Headers convoyd owns on every request: hop-by-hop ones (meaningless end to end), framing,
-# and the signature headers a receiver trusts. A custom header may not replace any of them.
-RESERVED_HEADERS = frozenset(
-    {
-        "connection",
-        "content-length",
-        "content-type",
-        "host",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "user-agent",
-        "webhook-id",
-        "webhook-signature",
-        "webhook-timestamp",
-        "x-convoy-signature",
-    }
-)
 
 MASK = "********"  # what reads return in place of write-only values
 
@@ -76,7 +56,7 @@ class Limits:
     max_description_length: int = 2000
     max_event_types: int = 100
     max_headers: int = 32
-    max_header_name_length: int = 256
+    max_header_name_length: int = DEFAULT_MAX_HEADER_NAME_LENGTH
     max_header_value_length: int = 4096
     max_http_timeout: float = 60.0
     min_http_timeout: float = 0.1
@@ -84,9 +64,6 @@ class Limits:
     max_retries: int = 50
     max_retry_delay: float = 7 * 86400.0
     max_concurrency: int = 256
-
-
-_DEFAULT_LIMITS = Limits()
 
 
 class _Collector:
@@ -108,84 +85,6 @@ def excerpt(value: str, limit: int = EXCERPT_LENGTH) -> str:
     return repr(value[:limit]) + "..."
 
 
-def check_url(url: str, limits: Limits, field: str = "url") -> str | None:
-    """Why ``url`` cannot be a webhook destination, or None.
-
-    Only URLs the HTTP client can send to pass: the host rules are in
-    ``convoyd.core.addresses.url_host_problem``.
-    """
-    if (problem := _url_text_problem(url, limits)) is not None:
-        return problem
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. an unbalanced or non-IPv6 [bracketed] host
-        return "is not a valid URL (bad host)"
-    try:
-        port = parts.port
-    except ValueError:  # a port that is not a number, or above 65535
-        return "has a port that is not a number from 1 to 65535"
-    if (problem := _url_parts_problem(parts, port)) is not None:
-        return problem
-    host = parts.netloc.rpartition("@")[2]
-    host = host[1 : host.index("]")] if host.startswith("[") else host.partition(":")[0]
-    return url_host_problem(host, bracketed=parts.netloc.startswith("["))
-
-
-def _url_text_problem(url: str, limits: Limits) -> str | None:
-    """What is wrong with ``url`` as a string, before it is parsed."""
-    if not url:
-        return "is required"
-    if len(url) > limits.max_url_length:
-        return f"is longer than {limits.max_url_length} characters"
-    if _CONTROL.search(url) or " " in url:
-        return "contains spaces or control characters"
-    if _SURROGATE.search(url):
-        return "contains a lone surrogate, which is not a character"
-    return None
-
-
-def _url_parts_problem(parts: SplitResult, port: int | None) -> str | None:
-    """What is wrong with a parsed URL apart from its host."""
-    if parts.scheme not in ("http", "https"):
-        return "must be an http or https URL"
-    if "@" in parts.netloc:
-        return "must not carry credentials; use authentication instead"
-    if not parts.hostname:
-        return "has no host"
-    if parts.fragment:
-        return "must not have a #fragment"
-    if port == 0:
-        return "has port 0"
-    return None
-
-
-def check_header_name(name: str, limits: Limits | None = None) -> str | None:
-    longest = (limits or _DEFAULT_LIMITS).max_header_name_length
-    if len(name) > longest:
-        return f"is longer than {longest} characters"
-    if not _TOKEN.fullmatch(name):
-        return "is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)"
-    if name.lower() in RESERVED_HEADERS:
-        return "is set by convoyd and cannot be overridden"
-    return None
-
-
-def check_header_value(value: str, limits: Limits) -> str | None:
-    """Why the HTTP client could not send ``value`` as a header value, or None: the RFC 9110
-    field-value rule (visible characters, space, tab) as aiohttp enforces it."""
-    if len(value) > limits.max_header_value_length:
-        return f"is longer than {limits.max_header_value_length} characters"
-    if (bad := _HEADER_VALUE_BAD.search(value)) is not None:
-        char = ord(bad.group())
-        if 0xD800 <= char <= 0xDFFF:
-            return f"contains a lone surrogate (U+{char:04X}), which is not a character"
-        return (
-            f"contains the control character U+{char:04X}; only visible characters, space"
-            " and tab can be sent"
-        )
-    return None
-
-
 def check_headers(
     headers: Mapping[str, str], limits: Limits, out: _Collector, field: str = "headers"
 ) -> None:
@@ -193,7 +92,7 @@ def check_headers(
         out.add(field, f"has more than {limits.max_headers} entries")
     seen: set[str] = set()
     for name, value in headers.items():
-        where = f"{field}[{excerpt(name)}]" if _TOKEN.fullmatch(name) else field
+        where = f"{field}[{excerpt(name)}]" if TOKEN.fullmatch(name) else field
         if (problem := check_header_name(name, limits)) is not None:
             out.add(where, f"header name {problem}")
             continue
@@ -259,11 +158,11 @@ def _check_text(
 ) -> None:
     if len(value) > max_length:
         out.add(field, f"is longer than {max_length} characters")
-    if single_line and _CONTROL.search(value):
+    if single_line and CONTROL.search(value):
         out.add(field, "must not contain control characters")
     elif "\x00" in value:
         out.add(field, "must not contain NUL")
-    elif _SURROGATE.search(value):
+    elif SURROGATE.search(value):
         out.add(field, "contains a lone surrogate, which is not a character")
 
 
@@ -370,8 +269,8 @@ def validate_endpoint_spec(spec: EndpointSpec, limits: Limits) -> None:
     if (
         not spec.content_type
         or len(spec.content_type) > 256
-        or _CONTROL.search(spec.content_type)
-        or _HEADER_VALUE_BAD.search(spec.content_type)
+        or CONTROL.search(spec.content_type)
+        or HEADER_VALUE_BAD.search(spec.content_type)
     ):
         out.add("content_type", "must be a media type of at most 256 characters")
     if not (0 <= spec.max_concurrency <= limits.max_concurrency):

@@ -1,4 +1,4 @@
-"""Sender worker processes: the HTTP work of deliveries spread over more than one core.
+"""The daemon's side of the sender workers: a pool spreading the HTTP work over child processes.
 
 One Python process is CPU-bound on the HTTP client (architecture.md §6). ``WorkerPoolSender``
 has the Sender's ``send`` interface, so the engine does not know the difference: requests go to
@@ -9,7 +9,8 @@ errors (they are retried like any other) and is started again.
 
 Requests and reports cross a socketpair as length-prefixed pickles, batched: everything sent
 in one event-loop iteration travels in one frame. The children are started with subprocess
-and an inherited socket, not fork (forking a process that runs gRPC threads is unsafe).
+and an inherited socket, not fork (forking a process that runs gRPC threads is unsafe); the
+child is ``convoyd.delivery.worker_child``, the framing ``convoyd.delivery.frames``.
 """
 
 from __future__ import annotations
@@ -19,95 +20,28 @@ import contextlib
 import functools
 import itertools
 import logging
-import os
-import pickle
-import signal
 import socket
-import struct
 import subprocess
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from convoyd.core.outcome import ErrorKind
+from convoyd.delivery import frames
 from convoyd.delivery.sender import (
     DEFAULT_BODY_LIMIT,
     AttemptReport,
     OutboundRequest,
-    Sender,
     unsent,
 )
 
 log = logging.getLogger(__name__)
-_LENGTH = struct.Struct("!I")
-# Frame kinds.
-_SEND = 0  # parent -> child: [(id, url, headers, body, timeout), ...]
-_REPORTS = 1  # child -> parent: [(id, report fields...), ...]
-_ALLOW = 2  # parent -> child: new allow-list
-_READY = 3  # child -> parent: the sender is started; requests can come
+# Kept here under its old name: tests write raw frames to a worker with it.
+_LENGTH = frames.LENGTH
 READY_TIMEOUT = 30.0
 # A reply later than the request's own timeout plus this is given up, and its worker replaced.
 REPLY_MARGIN = 10.0
 RESTART_DELAY = 0.1
 MAX_RESTART_DELAY = 5.0
-
-
-def _frame(kind: int, payload: Any) -> bytes:
-    data = pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
-    return _LENGTH.pack(len(data)) + data
-
-
-def _frames(kind: int, items: list[Any], spoiled: Callable[[Any], None]) -> bytes:
-    """``items`` as one frame; when that fails (an item that cannot be pickled, a frame too large
-    for its length prefix), one frame per item, and each item that still fails goes to
-    ``spoiled`` instead of taking the whole batch down with it."""
-    with contextlib.suppress(Exception):
-        return _frame(kind, items)
-    out = []
-    for item in items:
-        try:
-            out.append(_frame(kind, [item]))
-        except Exception:
-            spoiled(item)
-    return b"".join(out)
-
-
-async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, Any]:
-    size = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))[0]
-    # The peer is our own child or parent, started by us over a private socketpair.
-    kind, payload = pickle.loads(await reader.readexactly(size))  # noqa: S301
-    return kind, payload
-
-
-def _report_fields(r: AttemptReport) -> tuple[Any, ...]:
-    return (
-        r.status,
-        r.headers,
-        r.body,
-        r.truncated,
-        r.error_kind.value,
-        r.error,
-        r.remote_address,
-        r.duration,
-        r.retry_after,
-        r.internal,
-    )
-
-
-def _report(fields: Sequence[Any]) -> AttemptReport:
-    status, headers, body, truncated, kind, error, remote, duration, retry_after, internal = fields
-    return AttemptReport(
-        status=status,
-        headers=headers,
-        body=body,
-        truncated=truncated,
-        error_kind=ErrorKind(kind),
-        error=error,
-        remote_address=remote,
-        duration=duration,
-        retry_after=retry_after,
-        internal=internal,
-    )
 
 
 class _Worker:
@@ -197,7 +131,7 @@ class WorkerPoolSender:
             worker.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "convoyd.delivery.workers",
+                "convoyd.delivery.worker_child",
                 str(child.fileno()),
                 repr(config),
                 pass_fds=[child.fileno()],
@@ -215,13 +149,13 @@ class WorkerPoolSender:
         """Reads the child's frames until it is gone or sends what cannot be read; returns
         whether it got as far as being ready."""
         try:
-            kind, _ = await asyncio.wait_for(_read_frame(reader), READY_TIMEOUT)
-            if kind != _READY:
+            kind, _ = await asyncio.wait_for(frames.read(reader), READY_TIMEOUT)
+            if kind != frames.READY:
                 raise ValueError(f"unexpected first frame {kind}")
             worker.ready.set()
             while True:
-                kind, payload = await _read_frame(reader)
-                if kind == _REPORTS:
+                kind, payload = await frames.read(reader)
+                if kind == frames.REPORTS:
                     for item in payload:
                         self._deliver(worker, item)
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -238,7 +172,7 @@ class WorkerPoolSender:
     def _deliver(worker: _Worker, item: Any) -> None:
         try:
             request_id, *fields = item
-            report = _report(fields)
+            report = frames.report(fields)
         except Exception:  # one malformed report; its attempt is given up by the watch
             log.error("sender worker %d sent a malformed report", worker.index)
             return
@@ -305,7 +239,7 @@ class WorkerPoolSender:
         self._allow = list(cidrs)
         for worker in self._workers:
             if worker.writer is not None:
-                worker.writer.write(_frame(_ALLOW, self._allow))
+                worker.writer.write(frames.frame(frames.ALLOW, self._allow))
 
     async def _ready_worker(self) -> _Worker | None:
         ready = [w for w in self._workers if w.ready.is_set()]
@@ -345,7 +279,7 @@ class WorkerPoolSender:
             if worker.outbox and worker.writer is not None:
                 batch, worker.outbox = worker.outbox, []
                 worker.writer.write(
-                    _frames(_SEND, batch, functools.partial(self._unsendable, worker))
+                    frames.batch(frames.SEND, batch, functools.partial(self._unsendable, worker))
                 )
 
     @staticmethod
@@ -373,120 +307,3 @@ class WorkerPoolSender:
                     worker.proc.kill()
                     await worker.proc.wait()
             self._fail(worker, "convoyd is shutting down")
-
-
-# -- the child process ------------------------------------------------------------------------
-
-
-class _Child:
-    """The child's side of the socketpair: requests in, one task each, reports out in batches."""
-
-    def __init__(self, sender: Sender, writer: asyncio.StreamWriter) -> None:
-        self._sender = sender
-        self._writer = writer
-        self._loop = asyncio.get_running_loop()
-        self._done: list[tuple[Any, ...]] = []
-        self._flush_scheduled = False
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._done:
-            self._writer.write(_frames(_REPORTS, self._done[:], self._spoiled))
-            self._done.clear()
-
-    def _spoiled(self, item: tuple[Any, ...]) -> None:
-        # A report that cannot be pickled (a bug): its attempt still gets an answer.
-        failed = unsent("the sender worker could not return the report")
-        self._writer.write(_frame(_REPORTS, [(item[0], *_report_fields(failed))]))
-
-    def _reply(self, request_id: Any, report: AttemptReport) -> None:
-        self._done.append((request_id, *_report_fields(report)))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    async def _one(
-        self, request_id: Any, url: str, headers: Any, body: bytes, limit: float
-    ) -> None:
-        try:
-            report = await self._sender.send(
-                OutboundRequest(url=url, headers=headers, body=body, timeout=limit)
-            )
-        except Exception as exc:  # the Sender reports its failures; this is a bug: still answer
-            report = unsent(f"the sender worker failed on the attempt ({type(exc).__name__})")
-        self._reply(request_id, report)
-
-    def take(self, item: Any) -> None:
-        try:
-            task = asyncio.create_task(self._one(*item))
-        except Exception as exc:  # a malformed request: answer it if it has an id at all
-            with contextlib.suppress(Exception):
-                self._reply(
-                    item[0],
-                    unsent(f"malformed request to the sender worker ({type(exc).__name__})"),
-                )
-            return
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-
-async def _serve(fd: int, config: dict[str, Any]) -> None:
-    sender = Sender(
-        allow_cidrs=config["allow_cidrs"],
-        body_limit=config["body_limit"],
-        user_agent=config["user_agent"],
-    )
-    await sender.start()
-    reader, writer = await asyncio.open_connection(sock=socket.socket(fileno=fd))
-    writer.write(_frame(_READY, None))
-    child = _Child(sender, writer)
-    try:
-        while True:
-            kind, payload = await _read_frame(reader)
-            if kind == _SEND:
-                for item in payload:
-                    child.take(item)
-            elif kind == _ALLOW:
-                sender.set_allow_cidrs(payload)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass  # the daemon closed the pipe (shutdown) or died: stop
-    # Anything else (a frame that does not unpickle) ends the process: the daemon sees it exit,
-    # fails the attempts it had here at once and starts another worker.
-    finally:
-        for task in child.tasks:
-            task.cancel()
-        await asyncio.gather(*child.tasks, return_exceptions=True)
-        await sender.close()
-
-
-def main() -> None:
-    import ast
-
-    # The daemon decides when its workers stop (it closes the socket, or dies and the socket
-    # closes): a Ctrl-C or a SIGTERM sent to the whole process group is meant for the daemon,
-    # which drains its attempts through these workers before it lets them go.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    fd, config = int(sys.argv[1]), ast.literal_eval(sys.argv[2])
-    from convoyd import gc_tuning
-
-    gc_tuning.tune()
-    run: Callable[[Coroutine[Any, Any, None]], None]
-    try:
-        import uvloop
-
-        run = uvloop.run
-    except ImportError:  # pragma: no cover
-        run = asyncio.run
-    try:
-        run(_serve(fd, config))
-    except Exception as exc:
-        # One line, no traceback (its frames may hold request headers, which carry secrets).
-        sys.stderr.write(f"convoyd sender worker stopped: {type(exc).__name__}\n")
-        os._exit(1)
-    os._exit(0)
-
-
-if __name__ == "__main__":
-    main()
