@@ -7,6 +7,7 @@ kind, and wakes each waiting event loop once per batch, not once per job.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import queue
@@ -25,7 +26,7 @@ Result = tuple["asyncio.Future[Any]", asyncio.AbstractEventLoop, bool, Any]
 _STOP = object()
 
 
-class JobThread:
+class JobThread(abc.ABC):
     """Subclasses say how a batch runs (``_execute``); this class queues, batches and answers."""
 
     name = "convoyd-store"
@@ -61,8 +62,9 @@ class JobThread:
         self._queue.put((job, future, loop))
         return await future
 
+    @abc.abstractmethod
     def _execute(self, conn: sqlite3.Connection, batch: list[Job]) -> list[Result]:
-        raise NotImplementedError
+        """Runs ``batch`` in one transaction of this thread's kind; one result per job."""
 
     def _loop(self, conn: sqlite3.Connection) -> None:
         stopping = False
