@@ -122,9 +122,11 @@ def _build(
     source: str,
     origins: Mapping[str, str] | None = None,
     sections: Collection[str] = (),
+    built: Mapping[str, Any] | None = None,
 ) -> Any:
     """``cls`` from ``values``; ``origins`` names where a key came from when not ``source``
-    (the file): the environment variable or the flag. Keys in ``sections`` are skipped."""
+    (the file): the environment variable or the flag. Keys in ``sections`` are skipped;
+    ``built`` gives fields already made (the sections, so checks across them can run)."""
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
@@ -136,6 +138,7 @@ def _build(
             continue
         origin = (origins or {}).get(prefix + name, source)
         kwargs[name] = _coerce(value, hints[name], f"{origin}: {prefix}{name}")
+    kwargs.update(built or {})
     try:
         return cls(**kwargs)
     except ConfigError as exc:
@@ -207,8 +210,7 @@ def load_layers(
         for name, cls in sections.items()
     }
     rest = {k: v for k, v in doc.items() if k not in sections}
-    base = _build(top, rest, "", source, origins, sections)
-    return dataclasses.replace(base, **built)
+    return _build(top, rest, "", source, origins, sections, built)
 
 
 def _config_path(path: Path | None, env: Mapping[str, str], default: Path) -> Path | None:

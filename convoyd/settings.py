@@ -234,6 +234,33 @@ class HttpServerSettings:
             raise ConfigError("http_server.max_connections must be between 1 and 1000000")
 
 
+STORES = ("sqlite", "postgres")
+DEFAULT_POSTGRES_POOL_SIZE = 10
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostgresSettings:
+    """The PostgreSQL store, used when ``store = "postgres"`` ([postgres] section,
+    CONVOYD_POSTGRES_* variables)."""
+
+    dsn: str = ""
+    """A libpq connection URI, e.g. postgresql://convoyd@db.internal:5432/convoyd; a password
+    is better kept in ~/.pgpass or $PGPASSWORD than here."""
+    pool_size: int = DEFAULT_POSTGRES_POOL_SIZE
+    """Connections this node keeps open. The engine's writes are batched (a few connections
+    carry thousands of deliveries a second); the rest serve ingest and reads."""
+    connect_timeout: float = 5.0
+    """Seconds to wait for a connection (at start, and for each reconnection)."""
+
+    def __post_init__(self) -> None:
+        if self.dsn and not self.dsn.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("postgres.dsn must be a URI starting with postgresql://")
+        if not 2 <= self.pool_size <= 1000:
+            raise ConfigError("postgres.pool_size must be between 2 and 1000")
+        if not 0.1 <= self.connect_timeout <= 300:
+            raise ConfigError("postgres.connect_timeout must be between 0.1 and 300 seconds")
+
+
 def sender_workers(configured: int) -> int:
     """How many sender processes to start for ``delivery.sender_workers``."""
     if configured >= 0:
@@ -252,7 +279,11 @@ class Settings:
     """Everything convoyd serve needs; every field has a working default."""
 
     data_dir: Path = field(default_factory=_default_data_dir)
-    """Where the SQLite database and admin.token live ($STATE_DIRECTORY under systemd)."""
+    """Where the SQLite database and admin.token live ($STATE_DIRECTORY under systemd); with
+    the PostgreSQL store only the local files (admin.token, run.json, the lock)."""
+    store: str = "sqlite"
+    """Where events, deliveries and endpoints are kept: "sqlite" (embedded, in data_dir) or
+    "postgres" (the server [postgres] dsn names; several nodes may share it)."""
     grpc_listen: str = "127.0.0.1:7400"
     """host:port of the gRPC control plane; port 0 picks a free port."""
     http_listen: str = "127.0.0.1:7401"
@@ -277,8 +308,14 @@ class Settings:
     """The web portal ([portal] section, CONVOYD_PORTAL_* variables)."""
     http_server: HttpServerSettings = field(default_factory=HttpServerSettings)
     """Limits of the HTTP listeners ([http_server] section, CONVOYD_HTTP_SERVER_* variables)."""
+    postgres: PostgresSettings = field(default_factory=PostgresSettings)
+    """The PostgreSQL store ([postgres] section, CONVOYD_POSTGRES_* variables)."""
 
     def __post_init__(self) -> None:
+        if self.store not in STORES:
+            raise ConfigError(f"store must be one of {', '.join(STORES)}")
+        if self.store == "postgres" and not self.postgres.dsn:
+            raise ConfigError('store = "postgres" needs postgres.dsn (CONVOYD_POSTGRES_DSN)')
         for name in ("grpc_listen", "http_listen", "metrics_listen"):
             if name == "metrics_listen" and not self.metrics_listen:
                 continue
@@ -306,6 +343,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "breaker": BreakerConfig,
     "portal": PortalSettings,
     "http_server": HttpServerSettings,
+    "postgres": PostgresSettings,
 }
 
 

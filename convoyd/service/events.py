@@ -21,7 +21,7 @@ from convoyd.core.validation import (
 from convoyd.errors import AlreadyExistsError, NotFoundError, ValidationError
 from convoyd.service.feed import WorkFeed
 from convoyd.service.listing import page_of
-from convoyd.store.base import EventQuery, IngestReader, IngestWrite, Store
+from convoyd.store.base import EventQuery, IngestNeeds, IngestSnapshot, IngestWrite, Store
 
 if TYPE_CHECKING:
     from convoyd.metrics import Metrics
@@ -93,14 +93,21 @@ class EventManager:
         # Only an idempotency key needs the payload's hash (to tell a replay from a conflict).
         hashes = [payload_hash(e) if e.idempotency_key else b"" for e in events]
 
-        def build(reader: IngestReader) -> list[IngestWrite]:
+        needs = IngestNeeds(
+            endpoint_ids=frozenset(i for e in events if not e.owner_id for i in e.endpoint_ids),
+            owner_ids=frozenset(e.owner_id for e in events if e.owner_id),
+            idempotency_keys=frozenset(e.idempotency_key for e in events if e.idempotency_key),
+            idempotency_since=now - self._window,
+        )
+
+        def build(reader: IngestSnapshot) -> list[IngestWrite]:
             seen: dict[str, IngestWrite] = {}  # idempotency keys earlier in this same batch
             return [
                 self._plan(reader, event, digest, now, f"requests[{i}]" if batch else "", seen)
                 for i, (event, digest) in enumerate(zip(events, hashes, strict=True))
             ]
 
-        writes = await self._store.ingest(build)
+        writes = await self._store.ingest(needs, build)
         if self._metrics is not None:
             self._metrics.ingested(writes)
         self._feed.events_accepted(writes)
@@ -108,7 +115,7 @@ class EventManager:
 
     def _plan(
         self,
-        reader: IngestReader,
+        reader: IngestSnapshot,
         event: EventInput,
         digest: bytes,
         now: float,
@@ -129,7 +136,7 @@ class EventManager:
 
     def _replay(
         self,
-        reader: IngestReader,
+        reader: IngestSnapshot,
         key: str,
         digest: bytes,
         now: float,
@@ -140,7 +147,7 @@ class EventManager:
         window), or None; AlreadyExistsError if its payload differs."""
         earlier = seen.get(key)
         found = (earlier.event, earlier.payload_hash) if earlier else None
-        found = found or reader.idempotent_event(key, now - self._window)
+        found = found or reader.idempotent_event(key)
         if found is None:
             return None
         original, original_hash = found
@@ -216,7 +223,7 @@ def _prefix(where: str) -> str:
     return f"{where}: " if where else ""
 
 
-def _targets(reader: IngestReader, event: EventInput, where: str) -> list[Endpoint]:
+def _targets(reader: IngestSnapshot, event: EventInput, where: str) -> list[Endpoint]:
     """The endpoints ``event`` is addressed to: its owner's, or those it names (all of which
     must exist)."""
     if event.owner_id:

@@ -43,18 +43,46 @@ PortalLinkEdit = Callable[[PortalLink], PortalLink]
 PortalOpen = Callable[[PortalLink], tuple[PortalLink, PortalSession]]
 
 
-class IngestReader(Protocol):
-    """What the ingest rules may read inside the ingest transaction."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestNeeds:
+    """What the ingest rules will read, named before the transaction starts, so that every
+    store can fetch it inside that transaction (one round trip on a server, not one per event)
+    and the rules themselves stay synchronous and pure."""
+
+    endpoint_ids: frozenset[str] = frozenset()
+    owner_ids: frozenset[str] = frozenset()
+    idempotency_keys: frozenset[str] = frozenset()
+    idempotency_since: float = 0.0
+    """Only an event with one of ``idempotency_keys`` created at or after this counts."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestSnapshot:
+    """What a store fetched for ``IngestNeeds``, as the ingest transaction sees it: endpoints
+    (without their secrets) locked against concurrent change until the transaction ends."""
+
+    by_id: Mapping[str, Endpoint] = field(default_factory=dict)
+    by_owner: Mapping[str, Sequence[Endpoint]] = field(default_factory=dict)
+    """Every endpoint of each owner asked for, by id."""
+    idempotent: Mapping[str, tuple[Event, bytes]] = field(default_factory=dict)
+    """For each idempotency key asked for and in use: the newest event with it within the
+    window, and that event's payload hash."""
 
     def endpoints(self, ids: Sequence[str]) -> dict[str, Endpoint]:
-        """The endpoints that exist among ``ids`` (without their secrets)."""
+        """The endpoints that exist among ``ids``."""
+        return {i: self.by_id[i] for i in ids if i in self.by_id}
 
     def owner_endpoints(self, owner_id: str) -> list[Endpoint]:
-        """Every endpoint of the owner (without their secrets)."""
+        return list(self.by_owner.get(owner_id, ()))
 
-    def idempotent_event(self, key: str, since: float) -> tuple[Event, bytes] | None:
-        """The newest event with this idempotency key created at or after ``since``, with
-        its payload hash."""
+    def idempotent_event(self, key: str) -> tuple[Event, bytes] | None:
+        return self.idempotent.get(key)
+
+
+# Planning an ingest: from what was fetched to what to store. Pure: a store may run it more
+# than once (after a serialization failure or a concurrent use of the same idempotency key,
+# with a fresh snapshot), and only the last run's result is stored.
+IngestBuild = Callable[[IngestSnapshot], "list[IngestWrite]"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,8 +175,12 @@ class Store(Protocol):
 
     async def list_api_tokens(self) -> list[ApiToken]: ...
 
-    async def ingest(self, build: Callable[[IngestReader], list[IngestWrite]]) -> list[IngestWrite]:
-        """Runs ``build`` and stores what it returns, in one transaction: durable on return."""
+    async def ingest(self, needs: IngestNeeds, build: IngestBuild) -> list[IngestWrite]:
+        """Fetches ``needs``, runs ``build`` on it and stores what it returns, in one
+        transaction: committed (durable) on return. Two concurrent ingests using one
+        idempotency key never both insert an event: the second sees the first one's event
+        (its ``build`` reruns if need be). Whatever ``build`` raises propagates; nothing is
+        stored then."""
 
     async def get_event(self, event_id: str) -> Event:
         """Raises NotFoundError."""

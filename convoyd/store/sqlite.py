@@ -8,7 +8,7 @@ sessions (portal_sql.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from convoyd.core.model import (
@@ -27,7 +27,8 @@ from convoyd.store.base import (
     DeliveryQuery,
     EndpointEdit,
     EventQuery,
-    IngestReader,
+    IngestBuild,
+    IngestNeeds,
     IngestWrite,
     Payload,
     PortalLinkEdit,
@@ -92,8 +93,8 @@ class SqliteStore:
 
     # -- events, deliveries and attempts ----------------------------------------------------
 
-    async def ingest(self, build: Callable[[IngestReader], list[IngestWrite]]) -> list[IngestWrite]:
-        return await self._events.ingest(build)
+    async def ingest(self, needs: IngestNeeds, build: IngestBuild) -> list[IngestWrite]:
+        return await self._events.ingest(needs, build)
 
     async def get_event(self, event_id: str) -> Event:
         return await self._events.get_event(event_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from convoyd.core.model import PENDING_STATUSES, Attempt, Delivery, DeliveryStatus, Endpoint, Event
@@ -16,7 +16,9 @@ from convoyd.store.base import (
     DeliveryEdit,
     DeliveryQuery,
     EventQuery,
-    IngestReader,
+    IngestBuild,
+    IngestNeeds,
+    IngestSnapshot,
     IngestWrite,
     Payload,
     StatusCounts,
@@ -98,9 +100,10 @@ class EventTables:
 
     # -- events ---------------------------------------------------------------------------
 
-    async def ingest(self, build: Callable[[IngestReader], list[IngestWrite]]) -> list[IngestWrite]:
+    async def ingest(self, needs: IngestNeeds, build: IngestBuild) -> list[IngestWrite]:
+        # The one writer thread serialises ingests, so build runs once, on what it fetched.
         def job(conn: sqlite3.Connection) -> list[IngestWrite]:
-            writes = build(_IngestReader(conn))
+            writes = build(_snapshot(conn, needs))
             fresh = [w for w in writes if not w.replay]
             bulk.run(
                 conn,
@@ -281,41 +284,32 @@ class EventTables:
         return await self._db.write(job)
 
 
-class _IngestReader:
-    """IngestReader over the writer's connection, inside the ingest transaction."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._owners: dict[str, list[Endpoint]] = {}
-        self._by_id: dict[str, Endpoint] = {}
-
-    def _load(self, where: Where) -> list[Endpoint]:
+def _snapshot(conn: sqlite3.Connection, needs: IngestNeeds) -> IngestSnapshot:
+    """``needs`` read over the writer's connection, inside the ingest transaction."""
+    by_owner: dict[str, list[Endpoint]] = {}
+    by_id: dict[str, Endpoint] = {}
+    ids, owners = sorted(needs.endpoint_ids), sorted(needs.owner_ids)
+    if ids or owners:
         # Routing needs status and event types only: secrets are not read here.
-        rows = self._conn.execute(
-            f"SELECT {codec.ENDPOINT_COLUMNS} FROM endpoints {where.sql()} ORDER BY id",  # noqa: S608 - constant clauses, bound values
-            where.params,
+        rows = conn.execute(
+            f"SELECT {codec.ENDPOINT_COLUMNS} FROM endpoints"  # noqa: S608 - constant clauses, bound values
+            f" WHERE id IN ({','.join('?' * len(ids))})"
+            f" OR owner_id IN ({','.join('?' * len(owners))}) ORDER BY id",
+            [*ids, *owners],
         ).fetchall()
-        found = [codec.endpoint_from_row(r, ()) for r in rows]
-        self._by_id.update((e.id, e) for e in found)
-        return found
-
-    def endpoints(self, ids: Sequence[str]) -> dict[str, Endpoint]:
-        # A batch usually names the same few endpoints again and again: read each once.
-        missing = [i for i in ids if i not in self._by_id]
-        if missing:
-            self._load(Where().among("id", missing))
-        return {i: self._by_id[i] for i in ids if i in self._by_id}
-
-    def owner_endpoints(self, owner_id: str) -> list[Endpoint]:
-        # A batch often fans many events out to one owner: read its endpoints once.
-        if owner_id not in self._owners:
-            self._owners[owner_id] = self._load(Where().add("owner_id = ?", owner_id))
-        return self._owners[owner_id]
-
-    def idempotent_event(self, key: str, since: float) -> tuple[Event, bytes] | None:
-        row = self._conn.execute(
+        for row in rows:
+            endpoint = codec.endpoint_from_row(row, ())
+            by_id[endpoint.id] = endpoint
+            if endpoint.spec.owner_id in needs.owner_ids:
+                by_owner.setdefault(endpoint.spec.owner_id, []).append(endpoint)
+    idempotent: dict[str, tuple[Event, bytes]] = {}
+    since = codec.to_us(needs.idempotency_since)
+    for key in sorted(needs.idempotency_keys):
+        row = conn.execute(
             f"SELECT {codec.EVENT_COLUMNS}, payload_hash FROM events"  # noqa: S608 - constant columns
             " WHERE idempotency_key = ? AND created_at >= ? ORDER BY created_at DESC LIMIT 1",
-            (key, codec.to_us(since)),
+            (key, since),
         ).fetchone()
-        return None if row is None else (codec.event_from_row(row), row["payload_hash"])
+        if row is not None:
+            idempotent[key] = (codec.event_from_row(row), row["payload_hash"])
+    return IngestSnapshot(by_id=by_id, by_owner=by_owner, idempotent=idempotent)

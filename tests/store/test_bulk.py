@@ -19,7 +19,7 @@ from convoyd.core.model import (
 )
 from convoyd.errors import NotFoundError
 from convoyd.store import bulk
-from convoyd.store.base import AttemptRecord, IngestReader, IngestWrite
+from convoyd.store.base import AttemptRecord, IngestNeeds, IngestSnapshot, IngestWrite
 from convoyd.store.sqlite import SqliteStore
 
 
@@ -123,10 +123,10 @@ async def test_ingest_and_outcomes_across_chunks(tmp_path: Path) -> None:
         await store.insert_endpoint(ENDPOINT)
         writes = [write(n) for n in range(300)]  # a full chunk and a remainder
 
-        def build(reader: IngestReader) -> list[IngestWrite]:
+        def build(reader: IngestSnapshot) -> list[IngestWrite]:
             return writes
 
-        await store.ingest(build)
+        await store.ingest(IngestNeeds(), build)
         for w in (writes[0], writes[257], writes[299]):
             assert await store.get_event(w.event.id) == w.event
             assert await store.get_delivery(w.deliveries[0].id) == w.deliveries[0]

@@ -20,7 +20,7 @@ from convoyd.core.model import (
     Event,
 )
 from convoyd.store import codec, portal_sql
-from convoyd.store.base import DeliveryQuery, IngestReader, IngestWrite
+from convoyd.store.base import DeliveryQuery, IngestNeeds, IngestSnapshot, IngestWrite
 from convoyd.store.connections import apply_migrations
 from convoyd.store.sqlite import DB_FILE, SqliteStore
 from convoyd.store.where import Where
@@ -74,10 +74,10 @@ async def store(tmp_path: Path) -> SqliteStore:
     await s.insert_endpoint(ENDPOINT)
     deliveries = [delivery(status) for status in DeliveryStatus]
 
-    def build(reader: IngestReader) -> list[IngestWrite]:
+    def build(reader: IngestSnapshot) -> list[IngestWrite]:
         return [IngestWrite(event=EVENT, payload_hash=b"hash", deliveries=deliveries)]
 
-    await s.ingest(build)
+    await s.ingest(IngestNeeds(), build)
     yield s  # type: ignore[misc]
     await s.close()
 
@@ -96,12 +96,12 @@ async def test_rows_read_back_by_column_name(store: SqliteStore) -> None:
     for status in DeliveryStatus:
         assert await store.get_delivery(f"dl_{status.value}") == delivery(status)
 
-    def build(reader: IngestReader) -> list[IngestWrite]:
-        found = reader.idempotent_event("key-1", 0.0)
+    def build(reader: IngestSnapshot) -> list[IngestWrite]:
+        found = reader.idempotent_event("key-1")
         assert found == (EVENT, b"hash")
         return []
 
-    await store.ingest(build)
+    await store.ingest(IngestNeeds(idempotency_keys=frozenset({"key-1"})), build)
 
 
 async def test_modify_and_reschedule_write_the_named_columns(store: SqliteStore) -> None:

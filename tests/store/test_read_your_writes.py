@@ -17,7 +17,7 @@ import pytest
 
 from convoyd.core.model import Endpoint
 from convoyd.errors import NotFoundError, UnavailableError
-from convoyd.store.base import DeliveryQuery, EventQuery, IngestReader, IngestWrite
+from convoyd.store.base import DeliveryQuery, EventQuery, IngestNeeds, IngestSnapshot, IngestWrite
 from convoyd.store.reader import Reader
 from convoyd.store.sqlite import SqliteStore
 from tests.store.test_bulk import ENDPOINT, write
@@ -56,7 +56,7 @@ async def test_a_read_asked_after_a_commit_sees_it_while_an_older_read_is_open(
 
         older = asyncio.create_task(reader.run(slow))
         assert await asyncio.to_thread(started.wait, 10)
-        await store.ingest(lambda _: [write(1)])
+        await store.ingest(IngestNeeds(), lambda _: [write(1)])
         later = asyncio.create_task(reader.run(count_events))
         go.set()
         assert await older == 0  # its own snapshot, taken before the commit
@@ -79,10 +79,10 @@ async def test_concurrent_writers_read_their_writes_at_once(store: SqliteStore) 
     async def ingest_one(n: int) -> None:
         one = write(n)
 
-        def build(reader: IngestReader) -> list[IngestWrite]:
+        def build(reader: IngestSnapshot) -> list[IngestWrite]:
             return [one]
 
-        await store.ingest(build)
+        await store.ingest(IngestNeeds(), build)
         try:
             got = await store.get_event(one.event.id)
         except NotFoundError:
@@ -146,7 +146,7 @@ async def test_a_failing_read_ends_its_transaction(store: SqliteStore) -> None:
             await reader.run(half_read)
         with pytest.raises(sqlite3.OperationalError):  # the reader never writes
             await reader.run(lambda conn: conn.execute("DELETE FROM endpoints"))
-        await store.ingest(lambda _: [write(1)])
+        await store.ingest(IngestNeeds(), lambda _: [write(1)])
         assert await reader.run(count_events) == 1
     finally:
         await reader.stop()
