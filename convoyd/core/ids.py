@@ -29,3 +29,11 @@ def new_id(prefix: str, now: float, rng: random.Random) -> str:
 def is_valid_id(prefix: str, value: str) -> bool:
     head, sep, body = value.partition("_")
     return head == prefix and sep == "_" and len(body) == 26 and set(body) <= _ID_CHARS
+
+
+def id_floor(prefix: str, at: float) -> str:
+    """The smallest id ``new_id(prefix, t, ...)`` can return for any t at or after ``at``
+    (millisecond precision): ids compare bytewise in creation order, so ranges of them are
+    ranges of creation time (the PostgreSQL store's partitions)."""
+    value = (int(at * 1000) & ((1 << 48) - 1)) << 80
+    return prefix + "_" + "".join([_PAIRS[(value >> s) & 1023] for s in _SHIFTS])

@@ -146,6 +146,10 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ping(self) -> bool:
+        """Whether the store answers now (a server store: a trivial query within its connect
+        timeout). Health checks report NOT_SERVING while it does not."""
+
     async def insert_endpoint(self, endpoint: Endpoint) -> None: ...
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint:

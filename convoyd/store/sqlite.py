@@ -59,6 +59,11 @@ class SqliteStore:
     async def close(self) -> None:
         await self._db.close()
 
+    async def ping(self) -> bool:
+        # An embedded database has no connection to lose; its failures (a full disk) are
+        # the writes' own errors.
+        return True
+
     # -- endpoints and control-plane tokens -------------------------------------------------
 
     async def insert_endpoint(self, endpoint: Endpoint) -> None:
