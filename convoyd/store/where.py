@@ -27,3 +27,12 @@ class Where:
 
     def sql(self) -> str:
         return f"WHERE {' AND '.join(self._clauses)}" if self._clauses else ""
+
+    def numbered(self, start: int = 1) -> str:
+        """``sql()`` with PostgreSQL's numbered placeholders ($1, $2, ...) from ``start``
+        instead of ``?`` (the clauses are constants, so a ``?`` in them is a placeholder)."""
+        parts = self.sql().split("?")
+        out = [parts[0]]
+        for n, part in enumerate(parts[1:], start):
+            out.append(f"${n}{part}")
+        return "".join(out)
