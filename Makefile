@@ -10,6 +10,7 @@ NODE_STAMP := tools/node_modules/.installed-stamp
 SYSTEMD_STAMP := $(VENV)/.systemd-tools-stamp
 NODE_CLIENT_STAMP := clients/node/node_modules/.installed-stamp
 CHROMIUM_STAMP := $(VENV)/.chromium-stamp
+POSTGRES_STAMP := $(VENV)/.postgres-stamp
 
 .PHONY: run test lint pytest node-test bench soak reliability gen check-gen proto-lint proto-breaking proto-dist fmt clean
 
@@ -48,6 +49,12 @@ $(CHROMIUM_STAMP): $(STAMP)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 	touch $@
 
+# Debian's PostgreSQL server binaries: tests/pgserver.py runs a throwaway server from them for
+# the PostgreSQL store's tests and benchmarks (no cluster of the package's own is used).
+$(POSTGRES_STAMP): $(STAMP)
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && apt-get install -y --no-install-recommends postgresql)
+	touch $@
+
 gen: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py
 
@@ -69,7 +76,7 @@ lint: $(STAMP) check-gen proto-lint proto-breaking
 	$(BIN)/ruff format --check convoyd tests scripts benchmarks examples
 	$(BIN)/mypy
 
-pytest: $(STAMP) $(NODE_STAMP) $(SYSTEMD_STAMP) $(CHROMIUM_STAMP)
+pytest: $(STAMP) $(NODE_STAMP) $(SYSTEMD_STAMP) $(CHROMIUM_STAMP) $(POSTGRES_STAMP)
 	$(BIN)/pytest
 
 # The Node.js client's own tests; its integration test starts the real daemon with this venv.
@@ -85,7 +92,7 @@ proto-dist: $(NODE_STAMP)
 	$(BUF) build proto -o dist/convoyd.binpb
 
 # The benchmark of benchmarks/bench.py at full size (several minutes); figures in README.
-bench: $(STAMP)
+bench: $(STAMP) $(POSTGRES_STAMP)
 	$(BIN)/python benchmarks/bench.py --out benchmarks/results/bench.json
 
 # The soak of benchmarks/soak.py for 10 minutes (make test runs it for one).
@@ -94,7 +101,7 @@ soak: $(STAMP)
 
 # The figures of the README's reliability section: repeated kill -9, faulty receivers, full
 # disk, bad input and the one-minute soak, with their numbers in benchmarks/results/.
-reliability: $(STAMP) $(NODE_STAMP)
+reliability: $(STAMP) $(NODE_STAMP) $(POSTGRES_STAMP)
 	CONVOYD_FIGURES_DIR=benchmarks/results $(BIN)/pytest -q tests/e2e/test_crash_cycles.py \
 		tests/e2e/test_crash.py tests/delivery/test_faulty_receivers.py \
 		tests/e2e/test_disk_full.py tests/fuzz tests/e2e/test_poison.py \

@@ -47,13 +47,14 @@ from convoyd.listeners import (
 from convoyd.metrics import Metrics
 from convoyd.portal.context import PortalServices
 from convoyd.portal.routes import enter_url
+from convoyd.readiness import StoreReadiness
 from convoyd.reload import Certificates, effective, restart_only_changes
 from convoyd.service.deliveries import DeliveryManager
 from convoyd.service.endpoints import EndpointManager
 from convoyd.service.events import EventManager
 from convoyd.service.portal import PortalManager
 from convoyd.settings import DeliverySettings, Settings, sender_workers
-from convoyd.store.sqlite import SqliteStore
+from convoyd.store.factory import make_store
 from convoyd.systemd import Notifier, watchdog
 from convoyd.v1 import (
     delivery_pb2_grpc,
@@ -136,7 +137,10 @@ class App:
         # system call per id on the ingest and delivery paths.
         self.rng = rng or random.SystemRandom()
         self.fast_rng = random.Random(self.rng.getrandbits(128))  # noqa: S311 - not for secrets
-        self.store = SqliteStore(settings.data_dir)
+        self.store = make_store(settings)
+        self.readiness = StoreReadiness(
+            self.store.ping, self._store_answers, where=f"the {settings.store} store"
+        )
         self._lock = datadir.DataDirLock(settings.data_dir)
         self.health = health.aio.HealthServicer()  # grpc_health's asyncio servicer
         self.sender = _build_sender(settings.delivery)
@@ -233,8 +237,8 @@ class App:
             await self.stop()
             raise
         self._serving = True
-        for name in ("", *SERVICE_NAMES):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self._set_health(serving=True)
+        self.readiness.start()
         self._write_run_file()
         log.info(
             "convoyd %s serving",
@@ -243,6 +247,7 @@ class App:
                 "grpc": self.grpc_address,
                 "http": self.http_address,
                 "data_dir": str(settings.data_dir),
+                "store": settings.store,
             },
         )
         # Migrations ran and every listener is up: systemd may start what depends on us.
@@ -253,6 +258,15 @@ class App:
                 watchdog(self.notifier, interval, alive=lambda: self.engine.alive),
                 name="convoyd-watchdog",
             )
+
+    async def _set_health(self, *, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status.SERVING if serving else status.NOT_SERVING)
+
+    async def _store_answers(self, ok: bool) -> None:
+        if self._serving:
+            await self._set_health(serving=ok)
 
     async def _status_line(self) -> str:
         try:
@@ -299,7 +313,7 @@ class App:
             public_url=self.public_url,
             clock=self.clock,
         )
-        web_app = build_app(lambda: self._serving, portal)
+        web_app = build_app(lambda: self._serving and self.readiness.ok, portal)
         if not self.settings.metrics_listen:
             add_metrics_route(web_app, self.metrics)
         self.http_runner, self.http_address = await serve_http(
@@ -336,6 +350,7 @@ class App:
         RPCs and attempts in flight share one shutdown_grace; what it cuts short is sent again
         after the restart (at-least-once), so the unit's TimeoutStopSec only needs a margin."""
         self._serving = False
+        await self.readiness.stop()
         self.notifier.stopping(f"draining; {self.engine.in_flight} attempts in flight")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_grace

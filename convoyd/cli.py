@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from convoyd import __version__, logs, settings
-from convoyd.errors import ConvoydError
+from convoyd.errors import BackupError, ConvoydError
 
 log = logging.getLogger("convoyd")
 
@@ -60,6 +60,16 @@ def _run_loop(coro: Any) -> None:
 
 async def _migrate(config: settings.Settings) -> None:
     from convoyd import datadir
+
+    if config.store == "postgres":
+        import time
+
+        from convoyd.store.pg_connections import describe_dsn, migrate
+
+        # Several nodes may run this at once: the migrations take an advisory lock.
+        ran = await migrate(config.postgres, now=time.time())
+        print(f"convoyd: {ran} migration(s) applied to {describe_dsn(config.postgres.dsn)}")
+        return
     from convoyd.store.sqlite import DB_FILE, apply_migrations
 
     datadir.prepare(config.data_dir)
@@ -80,9 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         config = _load(args)
         logs.configure(config.log_level, config.log_format)
         if args.command == "check-config":
+            store = "sqlite"
+            if config.store == "postgres":
+                from convoyd.store.pg_connections import describe_dsn
+
+                store = f"postgres {describe_dsn(config.postgres.dsn)}"
             print(
-                f"convoyd: configuration OK (data_dir={config.data_dir}, grpc={config.grpc_listen},"
-                f" http={config.http_listen})"
+                f"convoyd: configuration OK (data_dir={config.data_dir}, store={store},"
+                f" grpc={config.grpc_listen}, http={config.http_listen})"
             )
             return 0
         if args.command == "migrate":
@@ -90,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             _run_loop(_migrate(config))
             return 0
         if args.command == "backup":
+            if config.store == "postgres":
+                raise BackupError(
+                    "backup copies the SQLite store; for PostgreSQL use pg_dump"
+                    " (see docs/operations.md, Backups)"
+                )
             from convoyd.store.backup import backup
             from convoyd.store.sqlite import DB_FILE
 

@@ -1,8 +1,19 @@
-"""Shared fixtures: convoyd in-process on loopback port 0, and the real `convoyd serve` process."""
+"""Shared fixtures: convoyd in-process on loopback port 0, and the real `convoyd serve` process.
+
+PostgreSQL (tests/pgserver.py): ``postgres_server`` is one server for the session, started
+only when a test asks for it; ``postgres_dsn`` is a fresh database for one test.
+
+Both stores: a module (``pytestmark = pytest.mark.both_stores``) or a test marked
+``both_stores`` runs twice, ids ``[sqlite]`` and ``[postgres]``. Under postgres,
+``loopback_settings()`` and ``daemon_env()`` point convoyd at a fresh database unless the
+caller sets the store itself, and ``current_store()`` (or the ``store_dsn`` fixture) tells a
+test where it is, to open a second Store on it. Unmarked tests run on SQLite as before.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -18,8 +29,98 @@ import pytest
 
 from convoyd.app import RUN_FILE, App
 from convoyd.client import Client
-from convoyd.settings import DeliverySettings, Settings
+from convoyd.settings import DeliverySettings, PostgresSettings, Settings
+from tests.pgserver import PostgresServer
 from tests.receivers import Receiver
+
+STORES = ("sqlite", "postgres")
+
+
+@dataclass
+class StoreChoice:
+    """The store the running test's convoyd uses: ("sqlite", None) or ("postgres", dsn)."""
+
+    name: str = "sqlite"
+    dsn: str | None = None
+
+
+if __name__ == "tests.conftest":
+    STORE = StoreChoice()
+else:
+    # pytest loads this file as `conftest`, the test modules import it as `tests.conftest`:
+    # two module objects, which must share one choice of store.
+    from tests.conftest import STORE
+
+
+def current_store() -> tuple[str, str | None]:
+    """("postgres", the test's database URI) in a test's postgres run, else ("sqlite", None)."""
+    return STORE.name, STORE.dsn
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_stores: run the module or test on the SQLite and the PostgreSQL store"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_stores") is not None:
+        metafunc.parametrize("store_backend", STORES, indirect=True, ids=STORES)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session (or $CONVOYD_TEST_POSTGRES_DSN's)."""
+    server = PostgresServer.from_env().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_database_numbers = itertools.count(1)
+
+
+@contextlib.contextmanager
+def fresh_database(server: PostgresServer) -> Iterator[str]:
+    """A new empty database (CREATE DATABASE takes ≈ 30 ms), dropped afterwards."""
+    name = f"test_{next(_database_numbers)}"
+    dsn = server.create_database(name)
+    try:
+        yield dsn
+    finally:
+        # Dropped at once, so that a long session does not fill the disk with databases.
+        server.drop_database(name)
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh database of its own for this test, as a postgresql:// URI."""
+    with fresh_database(postgres_server) as dsn:
+        yield dsn
+
+
+@pytest.fixture(autouse=True)
+def store_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The store of this test: "postgres" (with a fresh database) in a both_stores test's
+    postgres run, else "sqlite"."""
+    name: str = getattr(request, "param", "sqlite")
+    if name == "sqlite":
+        yield name
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    with fresh_database(server) as dsn:
+        STORE.name, STORE.dsn = name, dsn
+        try:
+            yield name
+        finally:
+            STORE.name, STORE.dsn = "sqlite", None
+
+
+@pytest.fixture
+def store_dsn(store_backend: str) -> str | None:
+    """The test's PostgreSQL database URI in a postgres run, None on SQLite."""
+    return STORE.dsn
 
 
 @dataclass
@@ -43,6 +144,9 @@ def loopback_settings(data_dir: Path, **overrides: object) -> Settings:
     # In-process apps send from the test's own process (quick to start); the real `convoyd
     # serve` in the e2e tests uses its sender worker processes, as in production.
     overrides.setdefault("delivery", DeliverySettings(sender_workers=0))
+    if STORE.dsn is not None and "store" not in overrides:
+        overrides["store"] = STORE.name
+        overrides.setdefault("postgres", PostgresSettings(dsn=STORE.dsn))
     return Settings(
         data_dir=data_dir,
         grpc_listen="127.0.0.1:0",
@@ -172,6 +276,9 @@ def daemon_env(data_dir: Path, **extra: str) -> dict[str, str]:
             **extra,
         }
     )
+    if STORE.dsn is not None and "CONVOYD_STORE" not in extra:
+        env["CONVOYD_STORE"] = STORE.name
+        env.setdefault("CONVOYD_POSTGRES_DSN", STORE.dsn)
     return env
 
 

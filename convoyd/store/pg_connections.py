@@ -11,6 +11,7 @@ has returned only once its commit is on the server's disk.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import urllib.parse
@@ -90,10 +91,12 @@ class PgConnections:
         self._pool: asyncpg.Pool | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self.where = describe_dsn(settings.dsn)
+        self.migrations_applied = 0
 
-    async def open(self, *, now: Callable[[], float] = time.time) -> None:
-        """Connects, applies pending migrations and makes the coming days' partitions.
-        StartupError (one line naming host and port) if the server cannot be reached."""
+    async def open(self, *, now: Callable[[], float] = time.time, maintain: bool = True) -> None:
+        """Connects, applies pending migrations and makes the coming days' partitions (and,
+        with ``maintain``, keeps making them). StartupError (one line naming host and port)
+        if the server cannot be reached."""
         try:
             self._pool = await asyncpg.create_pool(
                 self._settings.dsn,
@@ -106,9 +109,10 @@ class PgConnections:
             )
         except (*_UNREACHABLE, asyncpg.PostgresError) as exc:
             raise StartupError(f"PostgreSQL at {self.where}: cannot connect: {exc}") from None
-        await apply_migrations(self._pool)
+        self.migrations_applied = await apply_migrations(self._pool)
         await self.ensure_partitions(now())
-        self._maintenance = asyncio.create_task(self._keep_partitions(now))
+        if maintain:
+            self._maintenance = asyncio.create_task(self._keep_partitions(now))
 
     async def close(self) -> None:
         if self._maintenance is not None:
@@ -214,8 +218,17 @@ class PgConnections:
                     log.info("made partitions %s", ", ".join(made))
 
 
+async def migrate(settings: PostgresSettings, *, now: float) -> int:
+    """``convoyd migrate``: applies pending migrations and makes the coming days' partitions;
+    returns how many migrations ran."""
+    db = PgConnections(dataclasses.replace(settings, pool_size=2))
+    await db.open(now=lambda: now, maintain=False)
+    await db.close()
+    return db.migrations_applied
+
+
 async def apply_migrations(pool: asyncpg.Pool) -> int:
-    """Applies the pending migrations under an advisory lock; returns the version reached."""
+    """Applies the pending migrations under an advisory lock; returns how many ran."""
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
         try:
@@ -223,8 +236,8 @@ async def apply_migrations(pool: asyncpg.Pool) -> int:
                 "CREATE TABLE IF NOT EXISTS convoyd_migrations ("
                 " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            version = await conn.fetchval(
-                "SELECT coalesce(max(version), 0) FROM convoyd_migrations"
+            version = int(
+                await conn.fetchval("SELECT coalesce(max(version), 0) FROM convoyd_migrations")
             )
             if version > pg_schema.LATEST:
                 raise StartupError(
@@ -239,7 +252,7 @@ async def apply_migrations(pool: asyncpg.Pool) -> int:
                         "INSERT INTO convoyd_migrations (version) VALUES ($1)", number
                     )
                 log.info("database migrated to schema version %d", number)
-            return pg_schema.LATEST
+            return pg_schema.LATEST - version
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
 
