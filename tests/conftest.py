@@ -83,7 +83,7 @@ _database_numbers = itertools.count(1)
 
 @contextlib.contextmanager
 def fresh_database(server: PostgresServer) -> Iterator[str]:
-    """A new empty database (CREATE DATABASE takes ≈ 30 ms), dropped afterwards."""
+    """A new empty database (CREATE DATABASE: 0.03 to 0.13 s here), dropped afterwards."""
     name = f"test_{next(_database_numbers)}"
     dsn = server.create_database(name)
     try:

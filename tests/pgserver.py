@@ -178,15 +178,18 @@ class PostgresServer:
                 run_blocking(lambda: _execute(self.dsn_admin(), *drops))
             return
         atexit.unregister(self.stop)
-        if self._running:
-            try:
-                self.stop_only("fast")
-            except PostgresServerError:
-                self.stop_only("immediate")
-        if self._base is not None:
-            shutil.rmtree(self._base, ignore_errors=True)
-            self._base = None
-        self._databases.clear()
+        try:
+            if self._running:
+                try:
+                    self.stop_only("fast")
+                except PostgresServerError:
+                    self.stop_only("immediate")
+        finally:
+            self._running = False
+            if self._base is not None:
+                shutil.rmtree(self._base, ignore_errors=True)
+                self._base = None
+            self._databases.clear()
 
     def stop_only(self, mode: str = "fast") -> None:
         """Stops the server (pg_ctl -m smart|fast|immediate) but keeps its data and port."""
@@ -208,16 +211,21 @@ class PostgresServer:
         self.stop_only(mode)
         self.start_again()
 
-    def create_database(self, name: str, *, template: str | None = None) -> str:
-        """Creates a database and returns its URI; callable from inside a running event loop."""
+    def create_database(self, name: str, *, template: str = "template0") -> str:
+        """Creates a database and returns its URI; callable from inside a running event loop.
+
+        template0 by default: it holds what template1 holds on a fresh server, but no session
+        (autovacuum's included) ever connects to it, and CREATE DATABASE waits, in 100 ms
+        steps, for every session on its template to leave.
+        """
         if not _DATABASE_NAME.fullmatch(name):
             raise ValueError(f"database name {name!r} is not [a-z_][a-z0-9_]*")
         if name in self._databases:
             raise PostgresServerError(f"database {name} was created already")
         actual = name if self.managed else f"{name}_{secrets.token_hex(4)}"
-        statement = f'CREATE DATABASE "{actual}"'
-        if template is not None:
-            statement += f' TEMPLATE "{self._databases.get(template, template)}"'
+        statement = (
+            f'CREATE DATABASE "{actual}" TEMPLATE "{self._databases.get(template, template)}"'
+        )
         run_blocking(lambda: _execute(self.dsn_admin(), statement))
         self._databases[name] = actual
         return self.dsn(name)

@@ -52,7 +52,6 @@ class Retry(Exception):
 _RETRYABLE = (
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
-    asyncpg.UniqueViolationError,  # a concurrent insert of the same key: rerun sees it
     asyncpg.ForeignKeyViolationError,  # a concurrent delete: rerun sees it gone
     Retry,
 )
