@@ -28,6 +28,8 @@ from convoyd.v1 import (
 from tests.conftest import Running
 from tests.control.test_endpoint_service import violations
 
+pytestmark = pytest.mark.both_stores
+
 ep, ev, dl, pl = endpoint_pb2, event_pb2, delivery_pb2, portal_pb2
 HUGE_ID = "ep_" + "X" * 1_000_000  # 1 MB: came back whole in NOT_FOUND before
 UNKNOWN = {p: f"{p}_" + "0" * 26 for p in ("ep", "ev", "dl", "pl")}

@@ -12,9 +12,13 @@ import contextlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from convoyd.client import Client, NotFoundError
 from convoyd.v1 import delivery_pb2, endpoint_pb2
 from tests.receivers import Receiver
+
+pytestmark = pytest.mark.both_stores
 
 CALLERS = 8
 EVENT_PAIRS = 10_000  # in total over the callers

@@ -21,6 +21,8 @@ from convoyd.v1 import endpoint_pb2 as pb
 from tests.conftest import Running
 from tests.receivers import Receiver, eventually
 
+pytestmark = pytest.mark.both_stores
+
 Make = Callable[..., Awaitable[Receiver]]
 FAST_RETRIES = pb.RetryPolicy(
     schedule=pb.ScheduleRetry(delays=[duration_pb2.Duration(nanos=50_000_000)] * 3), jitter=0.0

@@ -14,7 +14,7 @@ from convoyd.v1 import endpoint_pb2 as pb
 from tests.conftest import DaemonProcess
 from tests.receivers import Receiver, eventually
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_stores]
 
 EVENTS = 3000
 BATCH = 100

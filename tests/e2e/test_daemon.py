@@ -14,11 +14,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from convoyd.store.migrations import LATEST
+from convoyd.store import migrations, pg_schema
 from convoyd.v1 import endpoint_pb2, endpoint_pb2_grpc
-from tests.conftest import DaemonProcess, daemon_env
+from tests.conftest import DaemonProcess, current_store, daemon_env
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_stores]
 
 
 async def test_serves_with_env_config_and_endpoints_survive_restart(daemon: DaemonProcess) -> None:
@@ -110,6 +110,7 @@ def test_bad_config_fails_and_check_config_says_so(tmp_path: Path) -> None:
 def test_migrate_applies_the_schema(tmp_path: Path) -> None:
     env = daemon_env(tmp_path / "data")
     first = run_convoyd(env, "migrate")
-    assert first.returncode == 0 and f"{LATEST} migration(s)" in first.stdout
+    latest = pg_schema.LATEST if current_store()[0] == "postgres" else migrations.LATEST
+    assert first.returncode == 0 and f"{latest} migration(s)" in first.stdout
     second = run_convoyd(env, "migrate")
     assert "0 migration(s)" in second.stdout

@@ -32,7 +32,7 @@ from convoyd.v1 import event_pb2 as epb
 from tests.conftest import DaemonProcess, Running, record_figures
 from tests.receivers import Receiver, eventually
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_stores]
 
 Code = grpc.StatusCode
 BAD = Code.INVALID_ARGUMENT

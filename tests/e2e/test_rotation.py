@@ -18,7 +18,7 @@ from convoyd.v1 import delivery_pb2, endpoint_pb2
 from tests.conftest import DaemonProcess, Running
 from tests.receivers import Received, Receiver, eventually
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.both_stores]
 
 # Long enough to cover a delivery, a daemon restart and another delivery on a loaded CI box
 # (together ~0.5 s here); short enough that waiting for the expiry keeps the file fast.

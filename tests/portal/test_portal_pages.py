@@ -17,6 +17,8 @@ from convoyd.v1 import endpoint_pb2, portal_pb2
 from tests.conftest import Running
 from tests.receivers import Receiver
 
+pytestmark = pytest.mark.both_stores
+
 LONG_LIVED = portal_pb2.PORTAL_LINK_KIND_LONG_LIVED
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
