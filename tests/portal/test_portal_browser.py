@@ -36,9 +36,12 @@ CHROMIUM_FLAGS = [
 # Where a person looks at what the portal shows (the issue asks for this path).
 SCREENSHOT = Path("/tmp/portal.png")  # noqa: S108 - a fixed, well-known place to look
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None, reason="chromium is not installed (make test installs it)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        shutil.which(CHROMIUM) is None, reason="chromium is not installed (make test installs it)"
+    ),
+    pytest.mark.both_stores,
+]
 
 
 @pytest.fixture

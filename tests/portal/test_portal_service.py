@@ -7,13 +7,16 @@ import sqlite3
 import urllib.parse
 
 import aiohttp
+import asyncpg
 import grpc
 import pytest
 
 from convoyd.app import App
 from convoyd.client import Client, ConvoydClientError
 from convoyd.v1 import endpoint_pb2, portal_pb2
-from tests.conftest import Running
+from tests.conftest import Running, current_store
+
+pytestmark = pytest.mark.both_stores
 
 ONE_TIME = portal_pb2.PORTAL_LINK_KIND_ONE_TIME
 LONG_LIVED = portal_pb2.PORTAL_LINK_KIND_LONG_LIVED
@@ -127,18 +130,41 @@ async def test_only_hashes_reach_the_database(
         async with browser.get(link.url) as response:
             assert response.status == 200
         cookie = next(c.value for c in jar if c.key == "convoyd_portal")
-    conn = sqlite3.connect(app.store.path)
-    try:
-        (stored,) = conn.execute(
-            "SELECT token_hash FROM portal_links WHERE id = ?", (link.id,)
-        ).fetchone()
-        (session_hash,) = conn.execute(
-            "SELECT token_hash FROM portal_sessions WHERE link_id = ?", (link.id,)
-        ).fetchone()
-    finally:
-        conn.close()
+    store, dsn = current_store()
+    if store == "postgres":
+        assert dsn is not None
+        conn = await asyncpg.connect(dsn)
+        try:
+            stored = await conn.fetchval(
+                "SELECT token_hash FROM portal_links WHERE id = $1", link.id
+            )
+            session_hash = await conn.fetchval(
+                "SELECT token_hash FROM portal_sessions WHERE link_id = $1", link.id
+            )
+            # Nowhere in any table, as text or bytes.
+            for table in ("portal_links", "portal_sessions"):
+                found = await conn.fetchval(
+                    f"SELECT count(*) FROM {table} t WHERE t::text LIKE '%' || $1 || '%'"  # noqa: S608 - constant table names
+                    f" OR t::text LIKE '%' || $2 || '%'",
+                    token,
+                    cookie,
+                )
+                assert found == 0, table
+        finally:
+            await conn.close()
+    else:
+        lite = sqlite3.connect(app.store.path)  # type: ignore[attr-defined]
+        try:
+            (stored,) = lite.execute(
+                "SELECT token_hash FROM portal_links WHERE id = ?", (link.id,)
+            ).fetchone()
+            (session_hash,) = lite.execute(
+                "SELECT token_hash FROM portal_sessions WHERE link_id = ?", (link.id,)
+            ).fetchone()
+        finally:
+            lite.close()
+        for path in app.store.path.parent.glob("convoyd.db*"):  # type: ignore[attr-defined]
+            data = path.read_bytes()
+            assert token.encode() not in data and cookie.encode() not in data, path
     assert stored == hashlib.sha256(token.encode()).digest()
     assert session_hash == hashlib.sha256(cookie.encode()).digest()
-    for path in app.store.path.parent.glob("convoyd.db*"):
-        data = path.read_bytes()
-        assert token.encode() not in data and cookie.encode() not in data, path
