@@ -215,7 +215,9 @@ class Store(Protocol):
         """Pending deliveries (scheduled, processing, retry) due in (after, until]."""
 
     async def record(self, records: Sequence[AttemptRecord]) -> None:
-        """Stores attempts and delivery updates, in order, in one transaction."""
+        """Stores attempts and delivery updates, in order, in one transaction. The latest
+        state of a delivery in the batch wins; an attempt of a delivery that no longer exists
+        is skipped; a batch stored again (a retry after a lost reply) adds no attempt twice."""
 
     async def modify_delivery(self, delivery_id: str, change: DeliveryEdit) -> Delivery:
         """Applies ``change`` to the delivery and its endpoint atomically (like modify_endpoint)."""

@@ -33,12 +33,14 @@ _PENDING = ", ".join(sorted(f"'{s.value}'" for s in PENDING_STATUSES))
 _INSERT_EVENTS = f"INSERT INTO events ({', '.join(codec.EVENT_INSERT_NAMES)}) VALUES {{values}}"  # noqa: S608 - constant columns
 _INSERT_DELIVERIES = f"INSERT INTO deliveries ({codec.DELIVERY_COLUMNS}) VALUES {{values}}"  # noqa: S608 - constant columns
 # The delivery (and so its attempts) may have gone with its endpoint while the attempt was in
-# flight: such an attempt is skipped instead of failing the whole batch.
+# flight: such an attempt is skipped instead of failing the whole batch; and a batch stored
+# again (the recorder retries after an error) repeats none of its attempts.
 _INSERT_ATTEMPTS = (
     f"INSERT INTO attempts ({codec.ATTEMPT_COLUMNS})"  # noqa: S608 - constant columns
     " SELECT * FROM (VALUES {values}) AS v"
     f" WHERE EXISTS (SELECT 1 FROM deliveries AS d"
     f" WHERE d.id = v.column{codec.ATTEMPT_NAMES.index('delivery_id') + 1})"
+    " ON CONFLICT DO NOTHING"
 )
 # The VALUES list's columns are named column1, column2, ... by SQLite: each is the column of
 # codec.DELIVERY_UPDATE_NAMES at its place.
