@@ -1,4 +1,4 @@
-"""Rows for the store contract suite (test_contract.py): endpoints, events with their
+"""Rows for the store contract suite (test_contract_*.py): endpoints, events with their
 deliveries, attempts and portal links, built the way the service layer builds them, and the
 few calls that store a standard set of them or stand in for the service layer's callbacks.
 
@@ -44,6 +44,8 @@ from convoyd.store.base import AttemptRecord, IngestNeeds, IngestSnapshot, Inges
 # Whole seconds, so that times derived from it survive the stores' microsecond columns.
 T0 = float(int(time.time()))
 _SEQUENCE = itertools.count(1)
+# Edits of one row that race in a concurrent read-modify-write test.
+EDITORS = 20
 
 
 def ident(prefix: str) -> str:
