@@ -2,10 +2,17 @@
 
     make bench                      # every scenario, full size (several minutes)
     .venv/bin/python benchmarks/bench.py --smoke    # tiny sizes: keeps the harness working
+    .venv/bin/python benchmarks/bench.py --store both   # SQLite and PostgreSQL side by side
 
 Prints one JSON document and a short table. Each scenario gets a fresh daemon and data dir.
 Throughput is measured at the receiver; latency is accept-to-arrival (the load generator puts
 its send time in each payload); CPU and peak RSS come from /proc of every convoyd process.
+
+``--store postgres`` runs every scenario on the PostgreSQL store, each on a fresh database of
+one server (benchmarks/pgbench_support.py), and adds PostgreSQL's own CPU to (a).
+``--store both`` runs each scenario on SQLite, then on PostgreSQL; each scenario's figures are
+then keyed by store (``results["a_throughput"]["postgres"]``), and ``postgres_over_sqlite``
+and ``postgres_targets`` compare them. With one store the layout is flat, as it always was.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -32,9 +39,13 @@ from convoyd.client import Client, event_request
 from convoyd.v1 import endpoint_pb2 as pb
 from convoyd.v1 import event_pb2
 
+if TYPE_CHECKING:
+    from benchmarks.pgbench_support import BenchPostgres
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 TICKS = os.sysconf("SC_CLK_TCK")
+STORES = {"sqlite": ("sqlite",), "postgres": ("postgres",), "both": ("sqlite", "postgres")}
 
 
 def receiver_stats(port: int, reset: bool = False) -> dict[str, Any]:
@@ -90,6 +101,8 @@ class Daemon:
     token: str = ""
     peak_rss: float = 0.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # CPU seconds used so far by a store server outside the daemon (PostgreSQL), if any.
+    store_cpu: Callable[[], float] | None = None
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONVOYD_")}
@@ -262,23 +275,33 @@ async def throughput(client: Client, receiver: int, daemon: Daemon, size: Size) 
     first = await asyncio.to_thread(receiver_stats, receiver)
     assert daemon.proc is not None
     main = [daemon.proc.pid]
+    server_cpu = daemon.store_cpu or (lambda: 0.0)
     cpu0, t0 = cpu_seconds(daemon.pids), time.monotonic()
-    main0 = cpu_seconds(main)
+    main0, server0 = cpu_seconds(main), server_cpu()
     while time.monotonic() - t0 < size.window:
         await asyncio.sleep(1)
         daemon.sample()
     last = await asyncio.to_thread(receiver_stats, receiver)
     cpu1, t1 = cpu_seconds(daemon.pids), time.monotonic()
-    main1 = cpu_seconds(main)
+    main1, server1 = cpu_seconds(main), server_cpu()
     await loader
     await channel.close()
     delivered = last["count"] - first["count"]
+    per_1000 = 1000 / max(delivered, 1)
+    server = {}
+    if daemon.store_cpu is not None:
+        server = {
+            # Summed over the server's processes; with the daemon's, the whole bill per delivery.
+            "postgres_cpu_s_per_1000": round((server1 - server0) * per_1000, 3),
+            "total_cpu_s_per_1000": round((cpu1 - cpu0 + server1 - server0) * per_1000, 3),
+        }
     return {
         "delivered_per_s": round(delivered / (t1 - t0)),
         "window_s": round(t1 - t0, 1),
         "cpu_s_per_1000": round((cpu1 - cpu0) / max(delivered, 1) * 1000, 3),
         # The daemon's own process (gRPC, engine, store): the part that cannot be spread.
         "main_cpu_s_per_1000": round((main1 - main0) / max(delivered, 1) * 1000, 3),
+        **server,
     }
 
 
@@ -516,58 +539,113 @@ def yardstick(port: int, size: Size) -> dict[str, Any]:
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
-async def run_all(size: Size, only: list[str]) -> dict[str, Any]:
+def start_postgres() -> BenchPostgres:
+    sys.path.insert(0, str(ROOT))  # tests.pgserver and benchmarks.* from a plain script run
+    from benchmarks.pgbench_support import BenchPostgres
+
+    return BenchPostgres().start()
+
+
+async def run_scenario(
+    name: str, port: int, size: Size, env: dict[str, str], store_cpu: Callable[[], float] | None
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        daemon = Daemon(Path(tmp) / "data", extra_env=env, store_cpu=store_cpu)
+        daemon.start()
+        try:
+            async with Client(daemon.target, token=daemon.token, timeout=120) as client:
+                result = await SCENARIOS[name](client, port, daemon, size)
+            daemon.sample()
+            result["peak_rss_mb"] = round(daemon.peak_rss, 1)
+        finally:
+            daemon.stop()
+    return result
+
+
+async def run_all(size: Size, only: list[str], store: str = "sqlite") -> dict[str, Any]:
+    stores = STORES[store]
     receiver = subprocess.Popen(
         [PY, str(ROOT / "benchmarks" / "receiver.py")], stdout=subprocess.PIPE
     )
     assert receiver.stdout is not None
     port = int(receiver.stdout.readline())
     results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "store": store,
     }
+    by_store: dict[str, dict[str, Any]] = {name: {} for name in stores}
+    # (a) of each store over the mean of the yardstick runs right before and right after it.
+    against_yardstick: dict[str, float] = {}
+    postgres = None
     try:
+        if "postgres" in stores:
+            postgres = start_postgres()
+            results["postgres_server"] = postgres.info
         # The machine's speed drifts (a shared VM): the yardstick runs at the start and again
-        # right after scenario (a), and (a) is read against the mean of the two.
+        # right after each scenario (a), and (a) is read against the two around it.
         runs = [yardstick(port, size)]
         for name in only:
-            with tempfile.TemporaryDirectory() as tmp:
-                daemon = Daemon(Path(tmp) / "data")
-                daemon.start()
-                try:
-                    async with Client(daemon.target, token=daemon.token, timeout=120) as client:
-                        result = await SCENARIOS[name](client, port, daemon, size)
-                    daemon.sample()
-                    result["peak_rss_mb"] = round(daemon.peak_rss, 1)
-                    results[name] = result
-                finally:
-                    daemon.stop()
-            print(f"  {name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
-            if name == "a_throughput":
-                runs.append(yardstick(port, size))
+            # Store after store within a scenario, so each pair sees the same phase of the machine.
+            for kind in stores:
+                if kind == "postgres":
+                    assert postgres is not None
+                    cpu = postgres.cpu_seconds if postgres.postmaster is not None else None
+                    with postgres.daemon_env(name) as env:
+                        result = await run_scenario(name, port, size, env, cpu)
+                else:
+                    result = await run_scenario(name, port, size, {}, None)
+                by_store[kind][name] = result
+                tag = f" [{kind}]" if len(stores) > 1 else ""
+                print(f"  {name}{tag}: {json.dumps(result)}", file=sys.stderr, flush=True)
+                if name == "a_throughput":
+                    runs.append(yardstick(port, size))
+                    around = (runs[-2]["per_second"] + runs[-1]["per_second"]) / 2
+                    against_yardstick[kind] = result["delivered_per_s"] / around
     finally:
         receiver.terminate()
         receiver.wait(10)
+        if postgres is not None:
+            postgres.stop()
+    if len(stores) == 1:
+        results.update(by_store[stores[0]])
+    else:
+        results.update({name: {kind: by_store[kind][name] for kind in stores} for name in only})
     per_second = [r["per_second"] for r in runs]
     results["yardstick"] = {
         "deliveries": size.yardstick,
         "runs_per_second": [round(p) for p in per_second],
         "per_second": round(sum(per_second) / len(per_second)),
     }
-    a = results.get("a_throughput")
-    if a:
-        results["ratio_to_yardstick"] = round(
-            a["delivered_per_s"] / results["yardstick"]["per_second"], 2
-        )
+    if against_yardstick:
+        rounded = {kind: round(value, 2) for kind, value in against_yardstick.items()}
+        results["ratio_to_yardstick"] = rounded if len(stores) > 1 else rounded[stores[0]]
+    if postgres is not None:
+        from benchmarks.pgbench_support import ratios, verdicts
+
+        found = ratios(by_store, against_yardstick) if len(stores) > 1 else {}
+        if found:
+            results["postgres_over_sqlite"] = found
+        results["postgres_targets"] = verdicts(by_store, found)
     return results
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [f"{'scenario':<14} figures", "-" * 60]
+    width = max(14, *(len(name) for name in results))
+    lines = [f"{'scenario':<{width}} figures", "-" * 60]
+
+    def figures(value: dict[str, Any]) -> str:
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+
     for name, value in results.items():
-        if isinstance(value, dict):
-            lines.append(f"{name:<14} " + ", ".join(f"{k}={v}" for k, v in value.items()))
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            # Keyed by store (or by target): one row each, the key in a column of its own.
+            keys = max(9, *(len(key) for key in value))
+            for i, (key, inner) in enumerate(value.items()):
+                lines.append(f"{name if i == 0 else '':<{width}} {key:<{keys}} {figures(inner)}")
+        elif isinstance(value, dict):
+            lines.append(f"{name:<{width}} {figures(value)}")
         else:
-            lines.append(f"{name:<14} {value}")
+            lines.append(f"{name:<{width}} {value}")
     return "\n".join(lines)
 
 
@@ -577,11 +655,18 @@ def main() -> None:
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds not minutes")
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="run only these")
+    parser.add_argument(
+        "--store",
+        choices=sorted(STORES),
+        default="sqlite",
+        help="the daemon's store: sqlite (default), postgres, or both side by side",
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     import uvloop
 
-    results = uvloop.run(run_all(SMOKE if args.smoke else FULL, args.only or list(SCENARIOS)))
+    size = SMOKE if args.smoke else FULL
+    results = uvloop.run(run_all(size, args.only or list(SCENARIOS), args.store))
     text = json.dumps(results, indent=2)
     print(text)
     print(table(results), file=sys.stderr)

@@ -106,8 +106,16 @@ async def _execute(dsn: str, *statements: str) -> None:
 class PostgresServer:
     """One PostgreSQL server for a test session or a benchmark run (see the module docstring)."""
 
-    def __init__(self, *, external_dsn: str | None = None, bindir: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        external_dsn: str | None = None,
+        bindir: Path | None = None,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
         self.external_dsn = external_dsn or None
+        # Server settings over SERVER_SETTINGS (a benchmark wants a durable server).
+        self.settings = {**dict(SERVER_SETTINGS), **(settings or {})}
         self._bindir = bindir
         self._base: Path | None = None
         self._port: int | None = None
@@ -116,8 +124,10 @@ class PostgresServer:
         self._databases: dict[str, str] = {}
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> PostgresServer:
-        return cls(external_dsn=env.get(EXTERNAL_DSN_VARIABLE))
+    def from_env(
+        cls, env: Mapping[str, str] = os.environ, *, settings: Mapping[str, str] | None = None
+    ) -> PostgresServer:
+        return cls(external_dsn=env.get(EXTERNAL_DSN_VARIABLE), settings=settings)
 
     @property
     def managed(self) -> bool:
@@ -259,7 +269,7 @@ class PostgresServer:
             "-c listen_addresses=127.0.0.1",
             f"-c port={self.port}",
             f"-c unix_socket_directories={self._base}",
-            *(f"-c {key}={value}" for key, value in SERVER_SETTINGS),
+            *(f"-c {key}={value}" for key, value in self.settings.items()),
         ]
         log = self._base / "server.log"
         seen = log.stat().st_size if log.exists() else 0

@@ -30,3 +30,36 @@ def test_every_scenario_runs_and_reports(tmp_path: Path) -> None:
         assert figures[scenario]["peak_rss_mb"] > 0, scenario
     assert figures["yardstick"]["per_second"] > 0
     assert figures["d_drain"]["delivered_per_s"] > 0
+
+
+def test_throughput_runs_on_the_postgres_store(tmp_path: Path) -> None:
+    out = tmp_path / "bench-pg.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench.py"),
+            "--smoke",
+            "--store",
+            "postgres",
+            "--only",
+            "a_throughput",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["store"] == "postgres"
+    assert figures["a_throughput"]["delivered_per_s"] > 0
+    server = figures["postgres_server"]
+    if server["managed"]:
+        # The bench's own server syncs like the SQLite store does, unlike the test suite's.
+        assert (server["fsync"], server["full_page_writes"]) == ("on", "on")
+    if server["cpu_measured"]:
+        assert figures["a_throughput"]["postgres_cpu_s_per_1000"] > 0
+        assert "postgres_cpu_s_per_1000" in figures["postgres_targets"]
