@@ -17,7 +17,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from convoyd import __version__, datadir, logs, signals
+from convoyd.cluster.model import ClusterView
+from convoyd.cluster.single import SingleNodeView
 from convoyd.control.auth import AuthInterceptor, bootstrap_tokens
+from convoyd.control.cluster import ClusterService
 from convoyd.control.decode import DecodeGuardInterceptor
 from convoyd.control.deliveries import DeliveryService
 from convoyd.control.endpoints import EndpointService
@@ -57,6 +60,7 @@ from convoyd.settings import DeliverySettings, Settings, sender_workers
 from convoyd.store.factory import make_store
 from convoyd.systemd import Notifier, watchdog
 from convoyd.v1 import (
+    cluster_pb2_grpc,
     delivery_pb2_grpc,
     endpoint_pb2_grpc,
     event_pb2_grpc,
@@ -169,6 +173,10 @@ class App:
         self.http_runner: web.AppRunner | None = None
         self.grpc_address = ""
         self.http_address = ""
+        # PostgreSQL's cluster of nodes replaces this view; SQLite's store is this node's alone.
+        self.cluster_view: ClusterView = SingleNodeView(
+            lambda: (self.grpc_address, self.http_address), clock=clock
+        )
         self._serving = False
         self._stopped = asyncio.Event()
         self._engine_started = False
@@ -292,6 +300,9 @@ class App:
         portal_pb2_grpc.add_PortalServiceServicer_to_server(
             PortalService(self.portal, link_url=lambda token: enter_url(self.public_url(), token)),
             server,
+        )
+        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
+            ClusterService(self.cluster_view), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         enable_reflection(server)

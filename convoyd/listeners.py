@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from convoyd.errors import StartupError
 from convoyd.http import limits as httplimits
 from convoyd.settings import DeliverySettings, HttpServerSettings, split_host_port
-from convoyd.v1 import delivery_pb2, endpoint_pb2, event_pb2, portal_pb2
+from convoyd.v1 import cluster_pb2, delivery_pb2, endpoint_pb2, event_pb2, portal_pb2
 
 SERVICE_NAMES = tuple(
     module.DESCRIPTOR.services_by_name[name].full_name
@@ -22,6 +22,7 @@ SERVICE_NAMES = tuple(
         (event_pb2, "EventService"),
         (delivery_pb2, "DeliveryService"),
         (portal_pb2, "PortalService"),
+        (cluster_pb2, "ClusterService"),
     )
 )
 # One event's fields besides its payload: ids, event type, idempotency key, 32 headers.

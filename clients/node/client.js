@@ -334,13 +334,14 @@ export class ConvoydClient {
     const credentials = options.credentials ?? channelCredentials(options.tls);
     const channelOptions = { "grpc.primary_user_agent": "convoyd-node-client", ...options.channelOptions };
     this.channel = new grpc.Channel(this.target, credentials, channelOptions);
-    // One channel (one HTTP/2 connection) shared by the four service stubs.
+    // One channel (one HTTP/2 connection) shared by the service stubs.
     const stub = (/** @type {any} */ Service) =>
       new Service(this.target, credentials, { channelOverride: this.channel });
     this.endpoints = stub(pkg.EndpointService);
     this.events = stub(pkg.EventService);
     this.deliveries = stub(pkg.DeliveryService);
     this.portal = stub(pkg.PortalService);
+    this.cluster = stub(pkg.ClusterService);
   }
 
   /** Closes the channel; calls in flight are cancelled. */
@@ -670,5 +671,16 @@ export class ConvoydClient {
    */
   revokePortalLink(portalLinkId) {
     return this.#unary(this.portal, "RevokePortalLink", { portal_link_id: portalLinkId });
+  }
+
+  // Cluster
+
+  /**
+   * Every registered node (alive ones first, then by node id) and how many shards there are.
+   *
+   * @returns {Promise<T.ListNodesResponse>}
+   */
+  listNodes() {
+    return this.#unary(this.cluster, "ListNodes", {});
   }
 }

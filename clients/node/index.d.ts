@@ -375,6 +375,24 @@ export interface ListPortalLinksResponse {
   next_page_token: string;
 }
 
+/** One convoyd process of the deployment ("local" alone on the SQLite store). */
+export interface Node {
+  node_id: string;
+  grpc_address: string;
+  http_address: string;
+  shards: number;
+  started_at: Timestamp | null;
+  heartbeat_at: Timestamp | null;
+  version: string;
+  alive: boolean;
+}
+
+export interface ListNodesResponse {
+  nodes: Node[];
+  /** 0 on the SQLite store. */
+  total_shards: number;
+}
+
 // --- the client -----------------------------------------------------------------------------
 
 export interface TlsOptions {
@@ -484,6 +502,8 @@ export class ConvoydClient {
   getPortalLink(portalLinkId: string): Promise<PortalLink>;
   listPortalLinks(filter?: ListPortalLinksFilter): Promise<ListPortalLinksResponse>;
   revokePortalLink(portalLinkId: string): Promise<PortalLink>;
+
+  listNodes(): Promise<ListNodesResponse>;
 }
 
 // --- helpers --------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ async with Client() as client:          # token from CONVOYD_TOKEN or ./convoyd-
 
 from __future__ import annotations
 
+from convoyd.client.cluster import ClusterCalls
 from convoyd.client.config import (
     DEFAULT_DATA_DIR,
     DEFAULT_TARGET,
@@ -34,7 +35,7 @@ from convoyd.client.events import EventCalls
 from convoyd.client.portal import PortalCalls
 
 
-class Client(EndpointCalls, EventCalls, DeliveryCalls, PortalCalls):
+class Client(EndpointCalls, EventCalls, DeliveryCalls, PortalCalls, ClusterCalls):
     """One channel to convoyd. Use as ``async with Client() as c:`` or call ``close()``.
 
     Every call carries ``authorization: Bearer <token>`` when a token was found (see

@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from convoyd.client.config import resolve_target, resolve_token
 from convoyd.client.errors import error_from_rpc
 from convoyd.v1 import (
+    cluster_pb2_grpc,
     delivery_pb2_grpc,
     endpoint_pb2_grpc,
     event_pb2_grpc,
@@ -32,6 +33,7 @@ class _Stubs:
         self.events = event_pb2_grpc.EventServiceStub(channel)
         self.deliveries = delivery_pb2_grpc.DeliveryServiceStub(channel)
         self.portal = portal_pb2_grpc.PortalServiceStub(channel)
+        self.cluster = cluster_pb2_grpc.ClusterServiceStub(channel)
         self.health = health_pb2_grpc.HealthStub(channel)
 
 

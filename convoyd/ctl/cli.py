@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 
 from convoyd.client import Client, ConvoydClientError, UnavailableError
-from convoyd.ctl import deliveries, endpoints, events, portal
+from convoyd.ctl import cluster, deliveries, endpoints, events, portal
 from convoyd.ctl.args import UsageError
 from convoyd.ctl.registry import CommandSet, Runner
 from convoyd.ctl.render import Output
@@ -45,6 +45,7 @@ COMMAND_SETS: list[CommandSet] = [
     deliveries.COMMANDS,
     portal.COMMANDS,
     portal.DASHBOARD,
+    cluster.COMMANDS,
 ]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from convoyd.v1 import delivery_pb2, endpoint_pb2, event_pb2, portal_pb2
+from convoyd.v1 import cluster_pb2, delivery_pb2, endpoint_pb2, event_pb2, portal_pb2
 from tests.conftest import Running
 
 SERVICES = [
@@ -18,6 +18,7 @@ SERVICES = [
         (event_pb2, "EventService"),
         (delivery_pb2, "DeliveryService"),
         (portal_pb2, "PortalService"),
+        (cluster_pb2, "ClusterService"),
     )
 ]
 METHODS = [f"/{s.full_name}/{m.name}" for s in SERVICES for m in s.methods]

@@ -19,7 +19,7 @@ from google.rpc import error_details_pb2, status_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convoyd.v1 import delivery_pb2, endpoint_pb2, event_pb2, portal_pb2
+from convoyd.v1 import cluster_pb2, delivery_pb2, endpoint_pb2, event_pb2, portal_pb2
 from tests.conftest import DaemonProcess, Running, daemon_env
 
 pytestmark = pytest.mark.e2e
@@ -31,6 +31,7 @@ SERVICES = [
         (event_pb2, "EventService"),
         (delivery_pb2, "DeliveryService"),
         (portal_pb2, "PortalService"),
+        (cluster_pb2, "ClusterService"),
     )
 ]
 METHODS = [(service, method) for service in SERVICES for method in service.methods]

@@ -274,6 +274,24 @@ describe("ConvoydClient against `convoyd serve`", { timeout: 120_000 }, () => {
     await rejectsWith(client.getEndpoint(endpoint.id), "NOT_FOUND");
   });
 
+  it("lists this daemon as the only node, with no shards", async () => {
+    const { nodes, total_shards } = await client.listNodes();
+    assert.equal(total_shards, 0);
+    assert.equal(nodes.length, 1);
+    const [node] = nodes;
+    assert.equal(node.node_id, "local");
+    assert.equal(node.grpc_address, daemon.grpc);
+    assert.equal(node.shards, 0);
+    assert.equal(node.alive, true);
+    assert.ok(Number(node.heartbeat_at?.seconds) >= Number(node.started_at?.seconds));
+    const wrong = new ConvoydClient({ target: daemon.grpc, token: "cvd_not-a-token" });
+    try {
+      await rejectsWith(wrong.listNodes(), "UNAUTHENTICATED");
+    } finally {
+      wrong.close();
+    }
+  });
+
   it("names the bad fields of an invalid request", async () => {
     const err = await rejectsWith(
       client.createEndpoint({ url: "ftp://example.com/h", owner_id: "node-test" }),
