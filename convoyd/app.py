@@ -10,6 +10,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import grpc
 from aiohttp import web
@@ -19,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from convoyd import __version__, datadir, logs, signals
 from convoyd.cluster.model import ClusterView
 from convoyd.cluster.single import SingleNodeView
-from convoyd.control.auth import AuthInterceptor, bootstrap_tokens
+from convoyd.control.auth import AuthInterceptor, bootstrap_tokens, refresh_tokens
 from convoyd.control.cluster import ClusterService
 from convoyd.control.decode import DecodeGuardInterceptor
 from convoyd.control.deliveries import DeliveryService
@@ -55,8 +56,10 @@ from convoyd.reload import Certificates, effective, restart_only_changes
 from convoyd.service.deliveries import DeliveryManager
 from convoyd.service.endpoints import EndpointManager
 from convoyd.service.events import EventManager
+from convoyd.service.feed import WorkFeed
 from convoyd.service.portal import PortalManager
 from convoyd.settings import DeliverySettings, Settings, sender_workers
+from convoyd.store.base import DeliveryStore, Store
 from convoyd.store.factory import make_store
 from convoyd.systemd import Notifier, watchdog
 from convoyd.v1 import (
@@ -66,6 +69,9 @@ from convoyd.v1 import (
     event_pb2_grpc,
     portal_pb2_grpc,
 )
+
+if TYPE_CHECKING:
+    from convoyd.cluster.node import ClusterNode
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +84,22 @@ def _grpc_credentials(settings: Settings) -> tuple[grpc.ServerCredentials, Certi
         return None
     certificates = Certificates(settings.tls)
     return certificates.credentials(), certificates
+
+
+def _cluster_node(
+    store: Store,
+    settings: Settings,
+    addresses: Callable[[], tuple[str, str]],
+    clock: Callable[[], float],
+) -> ClusterNode | None:
+    if settings.store != "postgres":
+        return None
+    # Here, so that the embedded default never loads the PostgreSQL driver.
+    from convoyd.cluster.node import ClusterNode
+    from convoyd.store.pg import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    return ClusterNode(store, settings, addresses=addresses, clock=clock)
 
 
 def _build_sender(delivery: DeliverySettings) -> Sender | WorkerPoolSender:
@@ -149,11 +171,14 @@ class App:
         self.health = health.aio.HealthServicer()  # grpc_health's asyncio servicer
         self.sender = _build_sender(settings.delivery)
         self.hub = WatchHub()
-        self.recorder = Recorder(self.store, clock=clock)
-        self.recorder.add_listener(self.hub.publish)
-        self.engine = self._build_engine()
+        # With PostgreSQL this node is one of a cluster (maybe of one): its engine runs for the
+        # shards it holds and sees the store through its leases (convoyd/cluster/node.py).
+        self.node = _cluster_node(self.store, settings, self._advertised, clock)
+        delivery_store = self.node.delivery_store if self.node else self.store
+        self.recorder = Recorder(delivery_store, clock=clock)
+        self.engine = self._build_engine(delivery_store)
         # The service layer reaches the engine and the watchers only through the feed.
-        feed = LocalFeed(self.engine, self.hub)
+        feed = self._build_feed()
         self.endpoints = EndpointManager(self.store, feed, clock=clock, rng=self.rng)
         self.events = self._build_event_manager(feed)
         self.deliveries = DeliveryManager(self.store, feed, clock=clock)
@@ -173,17 +198,33 @@ class App:
         self.http_runner: web.AppRunner | None = None
         self.grpc_address = ""
         self.http_address = ""
-        # PostgreSQL's cluster of nodes replaces this view; SQLite's store is this node's alone.
-        self.cluster_view: ClusterView = SingleNodeView(
+        # SQLite's store is this node's alone.
+        self.cluster_view: ClusterView = self.node or SingleNodeView(
             lambda: (self.grpc_address, self.http_address), clock=clock
         )
+        if self.node is not None:
+            self.node.observe(self.metrics.registry)
         self._serving = False
         self._stopped = asyncio.Event()
         self._engine_started = False
 
-    def _build_engine(self) -> Engine:
+    def _build_feed(self) -> WorkFeed:
+        if self.node is not None:
+            return self.node.feed(self.engine, self.hub, self.recorder)
+        self.recorder.add_listener(self.hub.publish)
+        return LocalFeed(self.engine, self.hub)
+
+    def _advertised(self) -> tuple[str, str]:
+        cluster = self.settings.cluster
+        return (
+            cluster.advertise_grpc or self.grpc_address,
+            cluster.advertise_http or self.http_address,
+        )
+
+    def _build_engine(self, store: DeliveryStore) -> Engine:
+        membership = self.node.membership if self.node is not None else None
         return Engine(
-            self.store,
+            store,
             self.sender,
             self.recorder,
             clock=self.clock,
@@ -191,9 +232,11 @@ class App:
             config=_engine_config(self.settings),
             change_status=self._change_status,
             metrics=self.metrics,
+            owns=membership.owns if membership else None,
+            may_start=membership.may_start if membership else None,
         )
 
-    def _build_event_manager(self, feed: LocalFeed) -> EventManager:
+    def _build_event_manager(self, feed: WorkFeed) -> EventManager:
         delivery = self.settings.delivery
         return EventManager(
             self.store,
@@ -207,7 +250,8 @@ class App:
 
     async def _change_status(self, endpoint_id: str, trigger: Trigger, reason: str) -> Endpoint:
         """The engine's verdicts (breaker trips, 410 Gone, a probe's result) as state changes."""
-        return await self.endpoints.change_status(endpoint_id, trigger, reason)
+        guard = self.node.guard if self.node is not None else None
+        return await self.endpoints.change_status(endpoint_id, trigger, reason, guard=guard)
 
     async def _all_endpoints(self) -> list[Endpoint]:
         out: list[Endpoint] = []
@@ -236,11 +280,15 @@ class App:
             )
             await self.sender.start()
             self.recorder.start()
-            await self.engine.start(await self._all_endpoints())
+            # A cluster node's endpoints come with the shards it takes (self.node.start).
+            await self.engine.start([] if self.node else await self._all_endpoints())
             self._engine_started = True
             await self._start_grpc(AuthInterceptor(tokens))
             await self._start_http()
             await self._start_metrics_http()
+            if self.node is not None:
+                self.node.refresh_tokens = lambda: refresh_tokens(self.store, tokens)
+                await self.node.start()
         except BaseException:
             await self.stop()
             raise
@@ -376,6 +424,8 @@ class App:
             await self.engine.stop(max(0.0, deadline - loop.time()))
             self._engine_started = False
         await self.recorder.stop()
+        if self.node is not None:  # its leases go at once: a restart moves them in a second
+            await self.node.stop()
         await self.sender.close()
         if self.http_runner is not None:
             await self.http_runner.cleanup()

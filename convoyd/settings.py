@@ -261,6 +261,29 @@ class PostgresSettings:
             raise ConfigError("postgres.connect_timeout must be between 0.1 and 300 seconds")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterSettings:
+    """Several nodes on one PostgreSQL ([cluster] section, CONVOYD_CLUSTER_* variables); only
+    with ``store = "postgres"``, where a single node is a cluster of one."""
+
+    lease: float = 10.0
+    """Seconds a node holds its shards without a heartbeat: a node that dies or freezes loses
+    its endpoints to the others this long after its last heartbeat (heartbeats every lease/3)."""
+    shards: int = 256
+    """How many shards endpoints hash into; read only when the database is first set up, and
+    recorded there (changing it later changes nothing)."""
+    advertise_grpc: str = ""
+    """The gRPC address other nodes and operators see for this node; empty: the bound one."""
+    advertise_http: str = ""
+    """Likewise for the HTTP listener."""
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.lease <= 600:
+            raise ConfigError("cluster.lease must be between 1 and 600 seconds")
+        if not 1 <= self.shards <= 4096:
+            raise ConfigError("cluster.shards must be between 1 and 4096")
+
+
 def sender_workers(configured: int) -> int:
     """How many sender processes to start for ``delivery.sender_workers``."""
     if configured >= 0:
@@ -310,6 +333,8 @@ class Settings:
     """Limits of the HTTP listeners ([http_server] section, CONVOYD_HTTP_SERVER_* variables)."""
     postgres: PostgresSettings = field(default_factory=PostgresSettings)
     """The PostgreSQL store ([postgres] section, CONVOYD_POSTGRES_* variables)."""
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    """Nodes sharing one PostgreSQL ([cluster] section, CONVOYD_CLUSTER_* variables)."""
 
     def __post_init__(self) -> None:
         if self.store not in STORES:
@@ -344,6 +369,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "portal": PortalSettings,
     "http_server": HttpServerSettings,
     "postgres": PostgresSettings,
+    "cluster": ClusterSettings,
 }
 
 

@@ -99,7 +99,7 @@ def test_a_device_is_read_only_up_to_the_limit() -> None:
 # Every key of every section, each given values of every wrong TOML type.
 _SECTIONS = {"": Settings} | {
     name: typing.get_type_hints(Settings)[name]
-    for name in ("tls", "delivery", "breaker", "portal", "http_server", "postgres")
+    for name in ("tls", "delivery", "breaker", "portal", "http_server", "postgres", "cluster")
 }
 _WRONG: dict[str, Any] = {
     "a table": {"a": 1},
@@ -167,7 +167,7 @@ def test_a_value_of_the_wrong_type_names_its_key(
 
 
 def test_a_section_that_is_not_a_table_is_named(tmp_path: Path) -> None:
-    for section in ("tls", "delivery", "breaker", "portal", "http_server", "postgres"):
+    for section in ("tls", "delivery", "breaker", "portal", "http_server", "postgres", "cluster"):
         with pytest.raises(ConfigError, match=rf"{section} must be a \[{section}\] table"):
             settings.load(write(tmp_path, f"{section} = 5\n".encode()), env={})
 

@@ -39,6 +39,11 @@ class TokenSet:
     def add(self, token_hash: bytes) -> None:
         self._hashes.append(token_hash)
 
+    def replace(self, hashes: Iterable[bytes]) -> None:
+        """The valid tokens as the store has them now (a cluster node refreshes them, so a
+        token one node made works on all)."""
+        self._hashes = list(hashes)
+
     def check(self, token: str) -> bool:
         candidate = hash_token(token)
         # Compare against every hash without stopping early: the time taken says nothing
@@ -47,6 +52,10 @@ class TokenSet:
         for known in self._hashes:
             found |= hmac.compare_digest(candidate, known)
         return found
+
+
+async def refresh_tokens(store: Store, tokens: TokenSet) -> None:
+    tokens.replace(t.token_hash for t in await store.list_api_tokens() if t.revoked_at is None)
 
 
 async def bootstrap_tokens(

@@ -10,14 +10,21 @@ between; the endpoint state rule (architecture.md §3) turns the endpoint INACTI
 
 Time is a parameter and is expected to be monotonic; an earlier ``now`` than one already seen is
 treated as the latest one seen, so a clock step cannot corrupt the window.
+
+A breaker moves between cluster nodes with its endpoint as a ``BreakerSnapshot`` (kept by the
+store as JSON text): its state, cooldown and run counts, with times by the engine's clock (the
+wall clock, which every node shares). The rolling window and a probe in flight stay behind: the
+new owner starts with neither.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from convoyd.errors import ConfigError
 
@@ -121,6 +128,93 @@ class Transition:
     reason: str
 
 
+# The version of the JSON form: a node reading a form it does not know refuses it (ValueError),
+# and the endpoint's breaker then starts afresh.
+_SNAPSHOT_VERSION = 1
+_COUNTS = ("consecutive_trips", "consecutive_failures")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerSnapshot:
+    """What of a breaker moves to another node: everything but its window and a probe in flight.
+
+    Times are the engine clock's (seconds since the epoch), so another node can use them.
+    """
+
+    state: BreakerState
+    cooldown: float
+    """The cooldown the next (or current) opening uses."""
+    next_probe_at: float | None
+    """OPEN: when the cooldown ends; HALF_OPEN: when a probe was last allowed to go (the new
+    owner sends one at once). None exactly when CLOSED."""
+    consecutive_trips: int
+    consecutive_failures: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.state, BreakerState):
+            raise ValueError(f"state: not a breaker state: {self.state!r}")
+        if not _is_number(self.cooldown) or not self.cooldown > 0:
+            raise ValueError(f"cooldown: must be a finite number > 0, got {self.cooldown!r}")
+        if self.state is CLOSED:
+            if self.next_probe_at is not None:
+                raise ValueError("next_probe_at: must be None while closed")
+        elif not _is_number(self.next_probe_at):
+            raise ValueError(
+                f"next_probe_at: must be a finite number while {self.state.value},"
+                f" got {self.next_probe_at!r}"
+            )
+        for name in _COUNTS:
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"{name}: must be an integer >= 0, got {value!r}")
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "v": _SNAPSHOT_VERSION,
+                "state": self.state.value,
+                "cooldown": self.cooldown,
+                "next_probe_at": self.next_probe_at,
+                "consecutive_trips": self.consecutive_trips,
+                "consecutive_failures": self.consecutive_failures,
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> BreakerSnapshot:
+        """The snapshot ``to_json`` wrote; ValueError for anything else."""
+        try:
+            data: Any = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"breaker snapshot: not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError("breaker snapshot: not a JSON object")
+        if data.get("v") != _SNAPSHOT_VERSION:
+            raise ValueError(f"breaker snapshot: unknown version {data.get('v')!r}")
+        missing = {"state", "cooldown", "next_probe_at", *_COUNTS} - data.keys()
+        if missing:
+            raise ValueError(f"breaker snapshot: missing {', '.join(sorted(missing))}")
+        try:
+            state = BreakerState(data["state"])
+        except ValueError:
+            raise ValueError(f"state: not a breaker state: {data['state']!r}") from None
+        # Types are checked by __post_init__, as for a snapshot made in code.
+        return cls(
+            state=state,
+            cooldown=data["cooldown"],
+            next_probe_at=data["next_probe_at"],
+            consecutive_trips=data["consecutive_trips"],
+            consecutive_failures=data["consecutive_failures"],
+        )
+
+
+def _is_number(value: object) -> bool:
+    # bool is an int, but true is no time.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 class Breaker:
     """Circuit breaker state for one endpoint. Not thread-safe; the engine owns it."""
 
@@ -201,6 +295,39 @@ class Breaker:
         successes, failures = self._window_counts(now)
         total = successes + failures
         return failures / total if total else 0.0
+
+    # -- moving between nodes ----------------------------------------------------------------
+
+    @classmethod
+    def from_snapshot(cls, config: BreakerConfig | None, snapshot: BreakerSnapshot) -> Breaker:
+        breaker = cls(config)
+        breaker.restore(snapshot)
+        return breaker
+
+    def snapshot(self) -> BreakerSnapshot:
+        """The state to hand to the endpoint's next owner (see ``BreakerSnapshot``)."""
+        return BreakerSnapshot(
+            state=self._state,
+            cooldown=self._cooldown,
+            next_probe_at=None if self._state is CLOSED else self._next_probe_at,
+            consecutive_trips=self._consecutive_trips,
+            consecutive_failures=self._consecutive_failures,
+        )
+
+    def restore(self, snapshot: BreakerSnapshot) -> None:
+        """Takes over a saved state, with an empty window and no probe out.
+
+        The cooldown is kept within this node's configured bounds: during a rolling change of
+        the configuration, the snapshot may come from a node with other ones.
+        """
+        config = self._config
+        self._state = snapshot.state
+        self._cooldown = min(max(snapshot.cooldown, config.cooldown), config.max_cooldown)
+        self._next_probe_at = snapshot.next_probe_at
+        self._probe_out = False
+        self._consecutive_trips = snapshot.consecutive_trips
+        self._consecutive_failures = snapshot.consecutive_failures
+        self._clear_window()
 
     # -- commands --------------------------------------------------------------------------
 
@@ -285,6 +412,9 @@ class Breaker:
         self._next_probe_at = None
         self._consecutive_failures = 0
         # Failures from before the outage must not re-open a freshly closed breaker.
+        self._clear_window()
+
+    def _clear_window(self) -> None:
         n = self._config.buckets
         self._bucket_ids = [None] * n
         self._successes = [0] * n

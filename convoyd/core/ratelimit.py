@@ -6,6 +6,10 @@ with a sliding window would reject. So convoyd keeps a sliding log of its last `
 and allows a request only when fewer than ``limit`` of them fall in ``(now - duration, now]``.
 Bursts are allowed up to ``limit`` at once, never beyond.
 
+When an endpoint moves to another cluster node, the log stays behind; the new owner ``fill``s
+its limiter at the time of the move instead, as if it had just sent a whole burst, so the
+receiver never sees more than ``limit`` requests in one window across the move.
+
 Memory is the log: at most ``limit`` floats (roughly 32 bytes each in a deque), so 10,000
 requests per window costs about 320 KB for that endpoint. Endpoint validation should bound
 ``rate_limit`` with that in mind.
@@ -60,9 +64,22 @@ class SlidingWindowLimiter:
         return self._wait_until(self._free_at(grants[0]), now)
 
     def in_window(self, now: float) -> int:
-        """Grants counted in ``(now - duration, now]``, without recording anything."""
+        """Grants counted in the window ending at ``now``, without recording anything.
+
+        Like ``acquire``, it counts grants later than ``now`` (a clock step back, or a fill at
+        another node's time a little ahead of this one's) as in the window, so that it never
+        says there is room when ``acquire`` would refuse.
+        """
         horizon = now - self._duration
-        return sum(1 for t in self._grants if horizon < t <= now)
+        return sum(1 for t in self._grants if horizon < t)
+
+    def fill(self, now: float) -> None:
+        """Records ``limit`` grants at ``now``: the next grant comes one full window later."""
+        grants = self._grants
+        # Never earlier than a grant already recorded, as in acquire.
+        at = grants[-1] if grants and now < grants[-1] else now
+        grants.clear()
+        grants.extend([at] * self._limit)
 
     def _expire(self, now: float) -> None:
         horizon = now - self._duration

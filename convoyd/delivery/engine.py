@@ -6,6 +6,8 @@ retries scheduled further ahead (and everything pending at start) in batches. Ea
 a lane (its queue and in-flight count); lanes take turns, one attempt each, so a slow or failing
 endpoint only ever occupies its own concurrency limit. Attempts that run long move to a pool of
 their own (convoyd.delivery.capacity), so no number of hanging endpoints delays a healthy one.
+In a cluster the engine runs lanes only for the endpoints this node holds; taking, fencing and
+handing them off is convoyd.delivery.ownership.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ import itertools
 import logging
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from convoyd.core.breaker import Breaker, BreakerState
+from convoyd.core.breaker import BreakerSnapshot, BreakerState
 from convoyd.core.model import (
     PENDING_STATUSES,
     BreakerStatus,
@@ -33,25 +35,23 @@ from convoyd.core.model import (
 from convoyd.delivery.attempts import AttemptRunner
 from convoyd.delivery.capacity import Capacity, Flight
 from convoyd.delivery.config import EngineConfig, SenderLike, StatusChanger
-from convoyd.delivery.lane import Lane, limiter_for
+from convoyd.delivery.lane import Lane
+from convoyd.delivery.ownership import EndpointCheck, Holdings, Memory
 from convoyd.delivery.payloads import PayloadCache
 from convoyd.delivery.recorder import Recorder
 from convoyd.errors import ConvoydError
-from convoyd.store.base import IngestWrite, Payload, Store
+from convoyd.store.base import DeliveryStore, IngestWrite, Payload
 
 if TYPE_CHECKING:
     from convoyd.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-# Entering these states starts the endpoint's breaker afresh.
-_FRESH_START = frozenset({EndpointStatus.ACTIVE, EndpointStatus.PENDING})
-
 
 class Engine:
     def __init__(
         self,
-        store: Store,
+        store: DeliveryStore,
         sender: SenderLike,
         recorder: Recorder,
         *,
@@ -61,7 +61,11 @@ class Engine:
         payloads: PayloadCache | None = None,
         change_status: StatusChanger | None = None,
         metrics: Metrics | None = None,
+        owns: EndpointCheck | None = None,
+        may_start: EndpointCheck | None = None,
     ) -> None:
+        """``owns``: whether this node holds an endpoint now; ``may_start``: whether an attempt
+        to it may start now (asked right before each one). None: always (a single node)."""
         self._store = store
         self._metrics = metrics
         self._sender = sender
@@ -80,7 +84,6 @@ class Engine:
             config=lambda: self.config,
             metrics=metrics,
         )
-        self._lanes: dict[str, Lane] = {}
         self._ready: deque[Lane] = deque()
         self._tracked: set[str] = set()  # delivery ids held in memory (queued, timed, in flight)
         self._timers: list[tuple[float, int, Delivery]] = []
@@ -92,17 +95,32 @@ class Engine:
             max_slow_in_flight=self.config.max_slow_in_flight,
             slow_after=self.config.slow_attempt_after,
         )
+        self._held = Holdings(
+            breaker=lambda: self.config.breaker,
+            ready=self._mark_ready,
+            memory=Memory(self._tracked, self._timers, self._arm_timer, self._capacity),
+            clock=clock,
+            owns=owns,
+            may_start=may_start,
+        )
+        self._lanes = self._held.lanes  # the one dict of lanes, shared
+        recorder.add_listener(self._held.stored)
         # Attempts and the endpoint status changes they trigger: stop() waits for both.
         self._inflight_tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
 
+    @property
+    def swept_until(self) -> float:
+        """Deliveries due until then are in memory (or on their way); later ones the sweep loads."""
+        return self._swept_until
+
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self, endpoints: Iterable[Endpoint]) -> None:
         for endpoint in endpoints:
-            self._lanes[endpoint.id] = Lane(endpoint, self.config.breaker)
+            self._held.add(endpoint)
         now = self._clock()
         self._swept_until = now + 2 * self.config.sweep_interval
         # Everything pending, including what a crash left PROCESSING: sent again (at-least-once).
@@ -142,10 +160,7 @@ class Engine:
 
     def breaker_counts(self) -> dict[str, int]:
         """How many endpoints' breakers are in each state (closed, open, half_open)."""
-        counts = dict.fromkeys((s.value for s in BreakerState), 0)
-        for lane in self._lanes.values():
-            counts[lane.breaker.state.value] += 1
-        return counts
+        return self._held.breaker_counts()
 
     def set_limits(
         self,
@@ -171,22 +186,21 @@ class Engine:
     # -- work coming in -------------------------------------------------------------------
 
     def accepted(self, writes: Sequence[IngestWrite]) -> None:
-        """Newly committed events: their bodies go to the cache, their deliveries to lanes."""
+        """Newly committed events: their deliveries to lanes, and the bodies of those that some
+        lane took to the cache."""
         for write in writes:
-            if write.replay or not write.deliveries:
-                continue
-            self._payloads.put(
-                write.event.id, Payload(data=write.event.data, headers=write.event.headers)
-            )
-            self.admit(write.deliveries)
+            if not write.replay and write.deliveries and self.admit(write.deliveries):
+                event = write.event
+                self._payloads.put(event.id, Payload(data=event.data, headers=event.headers))
 
-    def admit(self, deliveries: Iterable[Delivery]) -> None:
-        """Takes pending deliveries into memory (each at most once)."""
+    def admit(self, deliveries: Iterable[Delivery]) -> int:
+        """Takes pending deliveries into memory (each at most once); how many it took."""
         now = self._clock()
+        before = len(self._tracked)
         for d in deliveries:
             if d.status not in PENDING_STATUSES:
                 continue
-            if d.id in self._tracked or d.endpoint_id not in self._lanes:
+            if d.id in self._tracked or d.endpoint_id not in self._lanes or self._held.stale(d):
                 continue
             due = d.next_attempt_at if d.next_attempt_at is not None else now
             if due > self._swept_until:
@@ -196,48 +210,52 @@ class Engine:
                 self._enqueue(d)
             else:
                 self._push_timer(due, d)
+        return len(self._tracked) - before
 
     def endpoint_changed(self, endpoint: Endpoint) -> None:
-        lane = self._lanes.get(endpoint.id)
-        if lane is None:
-            self._lanes[endpoint.id] = Lane(endpoint, self.config.breaker)
-            return
-        previous, lane.endpoint = lane.endpoint, endpoint
-        lane.keys_until = -1.0
-        if endpoint.spec.url != previous.spec.url:  # another receiver: judge its speed afresh
-            lane.slow = lane.proven = False
-        if endpoint.status is not previous.status and endpoint.status in _FRESH_START:
-            # Back to ACTIVE (resumed, activated, probe succeeded) or probing: judge the
-            # endpoint afresh instead of by the failures that made it inactive.
-            lane.breaker = Breaker(self.config.breaker)
-        spec, old = endpoint.spec, previous.spec
-        if (spec.rate_limit, spec.rate_limit_duration) != (old.rate_limit, old.rate_limit_duration):
-            lane.limiter = limiter_for(endpoint)
-        self._mark_ready(lane)
+        """A committed change; an endpoint without a lane gets one if this node holds it."""
+        lane = self._held.changed(endpoint)
+        if lane is not None:
+            self._mark_ready(lane)
 
     def breaker_status(self, endpoint_id: str) -> BreakerStatus | None:
         """The endpoint's breaker now; None when the engine has no lane for it."""
-        lane = self._lanes.get(endpoint_id)
-        if lane is None:
-            return None
-        now = self._clock()
-        breaker = lane.breaker
-        return BreakerStatus(
-            state=breaker.state.value,
-            failure_rate=breaker.failure_rate(now),
-            window_attempts=breaker.window_attempts(now),
-            consecutive_trips=breaker.consecutive_trips,
-            next_probe_at=breaker.next_probe_at if breaker.state is BreakerState.OPEN else None,
-        )
+        return self._held.breaker_status(endpoint_id, self._clock())
 
     def endpoint_deleted(self, endpoint_id: str) -> None:
-        lane = self._lanes.pop(endpoint_id, None)
-        if lane is not None:
-            if lane.wake is not None:
-                lane.wake.cancel()
-            for d in lane.queue:
-                self._tracked.discard(d.id)
-            lane.queue.clear()
+        self.drop([endpoint_id])
+
+    # -- endpoints moving between nodes (convoyd.delivery.ownership) ----------------------
+
+    def take(
+        self,
+        endpoints: Iterable[Endpoint],
+        deliveries: Iterable[Delivery],
+        *,
+        breakers: Mapping[str, BreakerSnapshot] | None = None,
+        fill_limiters_at: float | None = None,
+    ) -> None:
+        """Lanes for ``endpoints`` (see Holdings.take), then ``deliveries`` admitted."""
+        for lane in self._held.take(endpoints, breakers or {}, fill_limiters_at):
+            self._mark_ready(lane)
+        self.admit(deliveries)
+
+    def drop(self, endpoint_ids: Iterable[str]) -> None:
+        """Removes lanes at once (a lost lease): what they hold in memory is forgotten (it stays
+        pending in the store); attempts in flight finish, and the store fences their outcomes."""
+        self._held.drop(endpoint_ids)
+
+    async def release(self, endpoint_ids: Iterable[str], timeout: float) -> None:  # noqa: ASYNC109 - a bounded wait, the lanes go either way
+        """Hands lanes off: starts no more attempts on them, waits (at most ``timeout``) until
+        their attempts in flight end and every outcome is stored, then drops them."""
+        await self._held.release(endpoint_ids, timeout, self._recorder.flush)
+
+    def breaker_snapshots(self, ids: Iterable[str] | None = None) -> dict[str, BreakerSnapshot]:
+        """The breakers of the lanes held (all of them when ``ids`` is None)."""
+        return self._held.snapshots(ids)
+
+    def endpoint_ids(self) -> list[str]:
+        return list(self._lanes)
 
     # -- scheduling -----------------------------------------------------------------------
 
@@ -254,7 +272,7 @@ class Engine:
 
     def _can_send(self, lane: Lane) -> bool:
         """Whether the lane may start an attempt now, without changing any state."""
-        if not lane.queue:
+        if not lane.queue or lane.fenced or lane.releasing:
             return False
         status = lane.endpoint.status
         if status is EndpointStatus.PENDING:
@@ -356,10 +374,11 @@ class Engine:
                     lane.in_ready_ring = True
                     capacity.park(lane, kind)
                     continue
-                if not self._admit_attempt(lane):
+                # The fence first: a refusal then leaves no breaker or limiter state behind.
+                if not self._held.may_start(lane) or not self._admit_attempt(lane):
                     continue
                 d = self._take(lane)
-                lane.in_flight += 1
+                lane.begin(d.id)
                 flight = capacity.start(lane, kind, self._clock())
                 task = asyncio.create_task(self._attempt(lane, d, flight))
                 self._inflight_tasks.add(task)
@@ -392,8 +411,13 @@ class Engine:
         try:
             finished = await self._runner.run(lane, d)
             if finished is None:  # the event was deleted
-                self._tracked.discard(d.id)
+                self._untrack(lane, d)
                 return
+            if lane.dropped:
+                # Another node owns the endpoint now (or nobody does): its delivery and state
+                # are for the store and that node to judge, not this node's memory.
+                return
+            self._held.attempted(finished.delivery)
             if finished.breaker_opened:
                 self._wake_at(lane, lane.breaker.next_probe_at or self._clock())
             if finished.trigger is not None and self._change_status is not None:
@@ -409,15 +433,15 @@ class Engine:
             ):
                 self._push_timer(due, after)  # near: a timer; further ahead: the sweep loads it
                 return
-            self._tracked.discard(d.id)
+            self._untrack(lane, d)
         except asyncio.CancelledError:
             # Shutdown: the delivery is still pending in the store and is sent after restart.
             raise
         except Exception:
             log.exception("attempt of delivery %s failed unexpectedly", d.id)
-            self._tracked.discard(d.id)
+            self._untrack(lane, d)
         finally:
-            lane.in_flight -= 1
+            lane.end(d.id)
             capacity = self._capacity
             capacity.finish(flight, self._clock())
             if lane.parked is not None and lane.parked is not capacity.kind_of(lane):
@@ -425,6 +449,12 @@ class Engine:
                 lane.in_ready_ring = False
             self._mark_ready(lane)
             self._wake.set()
+
+    def _untrack(self, lane: Lane, d: Delivery) -> None:
+        # A dropped lane's deliveries were untracked when it was dropped; the same id may be
+        # tracked again since, by the lane that took the endpoint back.
+        if not lane.dropped:
+            self._tracked.discard(d.id)
 
     def _spawn(self, awaitable: Awaitable[object]) -> None:
         task = asyncio.ensure_future(self._quietly(awaitable))

@@ -27,6 +27,11 @@ class WatchHub:
         self._capacity = capacity
         self._subscribers: set[_Subscriber] = set()
 
+    @property
+    def watching(self) -> bool:
+        """Whether any stream is open (a cluster node then asks the others for theirs)."""
+        return bool(self._subscribers)
+
     def publish(self, changes: Sequence[StatusUpdate]) -> None:
         for sub in list(self._subscribers):
             if sub.overflowed:

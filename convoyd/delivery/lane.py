@@ -1,5 +1,6 @@
 """One endpoint's lane in the engine: its queue of due deliveries, what is in flight to it, how
-quickly it answers, its circuit breaker, its rate limiter and its current signing keys."""
+quickly it answers, its circuit breaker, its rate limiter, its current signing keys, and whether
+this node may still start attempts on it (convoyd.delivery.ownership)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,10 @@ class Lane:
 
     __slots__ = (
         "breaker",
+        "dropped",
         "endpoint",
+        "fenced",
+        "idle",
         "in_flight",
         "in_ready_ring",
         "keys",
@@ -42,6 +46,8 @@ class Lane:
         "parked",
         "proven",
         "queue",
+        "releasing",
+        "sending",
         "slow",
         "wake",
     )
@@ -50,6 +56,7 @@ class Lane:
         self.endpoint = endpoint
         self.queue: deque[Delivery] = deque()
         self.in_flight = 0
+        self.sending: set[str] = set()  # ids of the deliveries in flight
         self.in_ready_ring = False  # in the engine's ready ring, or parked
         # How quickly the endpoint answers (convoyd.delivery.capacity): attempts in flight past
         # the slow threshold, whether the last one took longer, whether one ever took less.
@@ -64,6 +71,25 @@ class Lane:
         self.wake: asyncio.TimerHandle | None = (
             None  # wakes the lane when its breaker or limit allow
         )
+        # Ownership (convoyd.delivery.ownership): the start fence refused an attempt; the lane
+        # is being handed to another node; it is no longer held at all. The first two only
+        # stop new attempts, the last makes the engine forget what its attempts leave.
+        self.fenced = False
+        self.releasing = False
+        self.dropped = False
+        self.idle: asyncio.Event | None = None  # set when in_flight falls to 0 (a hand-off)
+
+    def begin(self, delivery_id: str) -> None:
+        """An attempt of the delivery starts."""
+        self.in_flight += 1
+        self.sending.add(delivery_id)
+
+    def end(self, delivery_id: str) -> None:
+        """The attempt ``begin`` counted has ended, whatever its outcome."""
+        self.in_flight -= 1
+        self.sending.discard(delivery_id)
+        if self.in_flight == 0 and self.idle is not None:
+            self.idle.set()
 
     def signing_keys(self, now: float) -> list[bytes]:
         if now >= self.keys_until:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 
-from convoyd.store.base import Payload, Store
+from convoyd.store.base import DeliveryStore, Payload
 
 
 class PayloadCache:
@@ -16,7 +16,7 @@ class PayloadCache:
     loaded by one query), never a read per delivery.
     """
 
-    def __init__(self, store: Store, *, budget_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, store: DeliveryStore, *, budget_bytes: int = 64 * 1024 * 1024) -> None:
         self._store = store
         self._budget = budget_bytes
         self._size = 0

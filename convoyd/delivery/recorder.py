@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from convoyd.core.model import Delivery, DeliveryStatus
 from convoyd.errors import ResourceExhaustedError, UnavailableError
-from convoyd.store.base import AttemptRecord, Store
+from convoyd.store.base import AttemptRecord, DeliveryStore
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ PROCESSING_AFTER = 1.0
 class Recorder:
     def __init__(
         self,
-        store: Store,
+        store: DeliveryStore,
         *,
         clock: Callable[[], float] | None = None,
         processing_after: float = PROCESSING_AFTER,

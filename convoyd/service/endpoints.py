@@ -30,7 +30,7 @@ from convoyd.core.validation import (
 from convoyd.errors import ResourceExhaustedError, ValidationError
 from convoyd.service.feed import WorkFeed
 from convoyd.service.listing import page_of
-from convoyd.store.base import Store
+from convoyd.store.base import Guard, Store
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -183,9 +183,15 @@ class EndpointManager:
         self._feed.endpoints_deleted([endpoint_id])
 
     async def change_status(
-        self, endpoint_id: str, trigger: states.Trigger, reason: str
+        self,
+        endpoint_id: str,
+        trigger: states.Trigger,
+        reason: str,
+        *,
+        guard: Guard | None = None,
     ) -> Endpoint:
-        """Applies one transition of the state table, atomically with the read."""
+        """Applies one transition of the state table, atomically with the read (and, with
+        ``guard``, only while this node owns the endpoint: the engine's verdicts)."""
         self._check_endpoint_id(endpoint_id)
         if len(reason) > 500:
             raise ValidationError.single("reason", "is longer than 500 characters")
@@ -203,7 +209,7 @@ class EndpointManager:
                 updated_at=now,
             )
 
-        endpoint = await self._store.modify_endpoint(endpoint_id, change)
+        endpoint = await self._store.modify_endpoint(endpoint_id, change, guard=guard)
         log.info(
             "endpoint status changed",
             extra={

@@ -39,6 +39,17 @@ EndpointEdit = Callable[[Endpoint], Endpoint]
 # An edit of a delivery that may also change its endpoint (the PENDING probe flow).
 DeliveryEdit = Callable[[Delivery, Endpoint], tuple[Delivery, Endpoint]]
 PortalLinkEdit = Callable[[PortalLink], PortalLink]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Guard:
+    """A write a node of a cluster makes as the owner of an endpoint (its engine's verdicts):
+    stored only if ``node_id`` still holds the endpoint's shard at the epoch ``fence`` names,
+    checked in the same transaction. A single node always holds everything."""
+
+    node_id: str
+    fence: Callable[[str], tuple[int, int] | None]
+    """endpoint id → (shard, epoch) it is held under, or None."""
 # Opening a session with a link: the link as it is afterwards (used_at) and the new session.
 PortalOpen = Callable[[PortalLink], tuple[PortalLink, PortalSession]]
 
@@ -137,6 +148,17 @@ class StatusCounts:
     endpoints: Mapping[str, int]
 
 
+class DeliveryStore(Protocol):
+    """The part of the store the delivery engine and its recorder use: a single node's
+    whole store, or a cluster node's view of the shards it holds (convoyd/cluster/node.py)."""
+
+    async def due_deliveries(self, *, after: float | None, until: float) -> list[Delivery]: ...
+
+    async def load_payloads(self, event_ids: Sequence[str]) -> dict[str, Payload]: ...
+
+    async def record(self, records: Sequence[AttemptRecord]) -> None: ...
+
+
 class Store(Protocol):
     """Read-your-writes: once a write method has returned, every read that starts after it,
     from any caller, sees that write (or a later state), never an older snapshot."""
@@ -165,8 +187,11 @@ class Store(Protocol):
     ) -> list[Endpoint]:
         """Newest first; ``before_id`` continues a listing after that id."""
 
-    async def modify_endpoint(self, endpoint_id: str, change: EndpointEdit) -> Endpoint:
-        """Reads the endpoint, applies ``change`` and writes the result in one transaction.
+    async def modify_endpoint(
+        self, endpoint_id: str, change: EndpointEdit, *, guard: Guard | None = None
+    ) -> Endpoint:
+        """Reads the endpoint, applies ``change`` and writes the result in one transaction
+        (with ``guard``: FailedPreconditionError, nothing written, unless the guard holds).
 
         ``change`` runs inside the store's write transaction, so concurrent modifications
         never interleave; whatever it raises propagates and nothing is written.

@@ -45,6 +45,7 @@ from convoyd.store.base import (
     DeliveryQuery,
     EndpointEdit,
     EventQuery,
+    Guard,
     IngestBuild,
     IngestNeeds,
     IngestWrite,
@@ -53,9 +54,10 @@ from convoyd.store.base import (
     PortalOpen,
     StatusCounts,
 )
+from convoyd.store.pg_cluster import PgCluster
 from convoyd.store.pg_connections import PgConnections
 from convoyd.store.pg_endpoints import PgEndpointTables
-from convoyd.store.pg_events import PgEventTables
+from convoyd.store.pg_events import Fence, PgEventTables
 from convoyd.store.pg_portal import PgPortalTables
 
 
@@ -69,6 +71,9 @@ class PostgresStore:
         self._events = PgEventTables(self._db)
         self._endpoints = PgEndpointTables(self._db)
         self._portal = PgPortalTables(self._db)
+        self.cluster = PgCluster(self._db)
+        """The cluster's tables (convoyd/cluster/ uses them; a single node is a cluster of one)."""
+        self.settings = settings
 
     async def open(self) -> None:
         """Connects, applies pending migrations and makes the coming days' partitions;
@@ -101,8 +106,10 @@ class PostgresStore:
             owner_id=owner_id, status=status, before_id=before_id, limit=limit
         )
 
-    async def modify_endpoint(self, endpoint_id: str, change: EndpointEdit) -> Endpoint:
-        return await self._endpoints.modify_endpoint(endpoint_id, change)
+    async def modify_endpoint(
+        self, endpoint_id: str, change: EndpointEdit, *, guard: Guard | None = None
+    ) -> Endpoint:
+        return await self._endpoints.modify_endpoint(endpoint_id, change, guard=guard)
 
     async def delete_endpoint(self, endpoint_id: str) -> None:
         await self._endpoints.delete_endpoint(endpoint_id)
@@ -149,8 +156,12 @@ class PostgresStore:
     async def due_deliveries(self, *, after: float | None, until: float) -> list[Delivery]:
         return await self._events.due_deliveries(after=after, until=until)
 
-    async def record(self, records: Sequence[AttemptRecord]) -> None:
-        await self._events.record(records)
+    async def record(
+        self, records: Sequence[AttemptRecord], *, fence: Fence | None = None, node_id: str = ""
+    ) -> None:
+        """Store.record; with ``fence``, only the deliveries of shards ``node_id`` still holds
+        at the epoch it took them with (pg_events.record)."""
+        await self._events.record(records, fence=fence, node_id=node_id)
 
     async def modify_delivery(self, delivery_id: str, change: DeliveryEdit) -> Delivery:
         return await self._events.modify_delivery(delivery_id, change)

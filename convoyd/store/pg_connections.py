@@ -57,7 +57,7 @@ _RETRYABLE = (
 )
 # Errors that mean the server cannot be reached or is going away: UNAVAILABLE to callers,
 # who keep what they hold and try again (the pool reconnects by itself).
-_UNREACHABLE = (
+UNREACHABLE = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
@@ -106,7 +106,7 @@ class PgConnections:
                 command_timeout=60,
                 server_settings={"synchronous_commit": "on", "application_name": "convoyd"},
             )
-        except (*_UNREACHABLE, asyncpg.PostgresError) as exc:
+        except (*UNREACHABLE, asyncpg.PostgresError) as exc:
             raise StartupError(f"PostgreSQL at {self.where}: cannot connect: {exc}") from None
         self.migrations_applied = await apply_migrations(self._pool)
         await self.ensure_partitions(now())
@@ -122,7 +122,7 @@ class PgConnections:
             pool, self._pool = self._pool, None
             try:
                 await asyncio.wait_for(pool.close(), timeout=5)
-            except (TimeoutError, *_UNREACHABLE):
+            except (TimeoutError, *UNREACHABLE):
                 pool.terminate()
 
     @property
@@ -144,7 +144,7 @@ class PgConnections:
                 if attempt == MAX_TRIES:
                     raise
                 await asyncio.sleep(0.001 * attempt)
-            except _UNREACHABLE as exc:
+            except UNREACHABLE as exc:
                 raise unavailable(exc) from None
         raise AssertionError("unreachable")  # the loop returns or raises
 
@@ -154,7 +154,7 @@ class PgConnections:
             async with self.pool.acquire() as conn:
                 rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
                 return rows
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             raise unavailable(exc) from None
 
     async def execute(self, sql: str, *args: Any) -> str:
@@ -162,7 +162,7 @@ class PgConnections:
             async with self.pool.acquire() as conn:
                 status: str = await conn.execute(sql, *args)
                 return status
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             raise unavailable(exc) from None
 
     async def ping(self) -> bool:
@@ -170,7 +170,7 @@ class PgConnections:
         try:
             async with self.pool.acquire(timeout=self._settings.connect_timeout) as conn:
                 await conn.fetchval("SELECT 1", timeout=self._settings.connect_timeout)
-        except (ConvoydError, *_UNREACHABLE, asyncpg.PostgresError):
+        except (ConvoydError, *UNREACHABLE, asyncpg.PostgresError):
             return False
         return True
 

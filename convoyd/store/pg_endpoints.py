@@ -16,9 +16,9 @@ from typing import Any
 import asyncpg
 
 from convoyd.core.model import Endpoint, EndpointStatus, Secret
-from convoyd.errors import NotFoundError
+from convoyd.errors import FailedPreconditionError, NotFoundError
 from convoyd.store import codec
-from convoyd.store.base import ApiToken, EndpointEdit
+from convoyd.store.base import ApiToken, EndpointEdit, Guard
 from convoyd.store.pg_connections import PgConnections, columns
 from convoyd.store.where import Where
 
@@ -92,6 +92,13 @@ def _only(rows: Sequence[asyncpg.Record], endpoint_id: str) -> Endpoint:
     return found[0]
 
 
+async def endpoints_where(db: PgConnections, where: str, params: Sequence[Any]) -> list[Endpoint]:
+    """Every endpoint matching ``where`` (a constant clause with $1.. for ``params``), with
+    its secrets: what the cluster loads for the shards a node takes."""
+    sql = _WITH_SECRETS.format(where=where, limit="ALL")
+    return _endpoints_with_secrets(await db.fetch(sql, *params))
+
+
 async def load_secrets(conn: asyncpg.Connection, endpoint_id: str) -> tuple[Secret, ...]:
     """The endpoint's secrets, newest first (ties by id, descending), as SQLite orders them."""
     rows = await conn.fetch(_SELECT_SECRETS, endpoint_id)
@@ -129,6 +136,23 @@ async def write_endpoint(conn: asyncpg.Connection, endpoint: Endpoint, *, insert
         )
 
 
+async def _check_guard(conn: asyncpg.Connection, guard: Guard, endpoint_id: str) -> None:
+    """FailedPreconditionError unless the guard's node holds the endpoint's shard at its
+    epoch; the lease row stays share-locked until the transaction ends."""
+    held = guard.fence(endpoint_id)
+    ok = held is not None and await conn.fetchval(
+        "SELECT 1 FROM cluster_shards WHERE shard = $1 AND epoch = $2 AND node_id = $3"
+        " FOR SHARE",
+        held[0],
+        held[1],
+        guard.node_id,
+    )
+    if not ok:
+        raise FailedPreconditionError(
+            f"endpoint {endpoint_id}: this node no longer holds its shard; nothing was changed"
+        )
+
+
 class PgEndpointTables:
     """The endpoints, endpoint_secrets and api_tokens tables."""
 
@@ -159,9 +183,14 @@ class PgEndpointTables:
         sql = _WITH_SECRETS.format(where=where.numbered(1), limit=f"${len(where.params) + 1}")
         return _endpoints_with_secrets(await self._db.fetch(sql, *where.params, limit))
 
-    async def modify_endpoint(self, endpoint_id: str, change: EndpointEdit) -> Endpoint:
+    async def modify_endpoint(
+        self, endpoint_id: str, change: EndpointEdit, *, guard: Guard | None = None
+    ) -> Endpoint:
         async def job(conn: asyncpg.Connection) -> Endpoint:
-            updated = change(await read_endpoint(conn, endpoint_id, for_update=True))
+            current = await read_endpoint(conn, endpoint_id, for_update=True)
+            if guard is not None:
+                await _check_guard(conn, guard, endpoint_id)
+            updated = change(current)
             await write_endpoint(conn, updated, insert=False)
             return updated
 

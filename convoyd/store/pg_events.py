@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import asyncpg
 
@@ -124,6 +125,27 @@ _RECORD = (
     " ON CONFLICT DO NOTHING) " + _update_deliveries(len(codec.ATTEMPT_NAMES) + 1)
 )
 _UPDATE_DELIVERIES = _update_deliveries(1)
+
+# _RECORD for a node of a cluster: only the deliveries of shards this node holds at the epoch
+# it took them with are written, in the same statement (the fence: a node that lost a lease
+# writes nothing more there, whatever it still had in flight).
+_FENCE_AT = len(codec.ATTEMPT_NAMES) + len(codec.DELIVERY_UPDATE_NAMES) + 1
+_RECORD_FENCED = (
+    "WITH held AS (SELECT f.id FROM"  # noqa: S608 - constant columns
+    f" unnest(${_FENCE_AT}::text[], ${_FENCE_AT + 1}::int[], ${_FENCE_AT + 2}::bigint[])"
+    " AS f(id, shard, epoch) JOIN cluster_shards AS s ON s.shard = f.shard"
+    f" AND s.epoch = f.epoch AND s.node_id = ${_FENCE_AT + 3}),"
+    f" new_attempts AS (INSERT INTO attempts ({codec.ATTEMPT_COLUMNS})"
+    f" SELECT * FROM {_unnest(codec.ATTEMPT_NAMES)} AS u({codec.ATTEMPT_COLUMNS})"
+    " WHERE u.delivery_id IN (SELECT id FROM held)"
+    " AND EXISTS (SELECT 1 FROM deliveries AS d WHERE d.id = u.delivery_id)"
+    " ON CONFLICT DO NOTHING) "
+    + _update_deliveries(len(codec.ATTEMPT_NAMES) + 1)
+    + " AND u.id IN (SELECT id FROM held)"
+)
+
+# Which shard, at which epoch, this node holds an endpoint's deliveries in; None: not held.
+Fence = Callable[[str], "tuple[int, int] | None"]
 
 _DELIVERY_FOR_UPDATE = f"SELECT {codec.DELIVERY_COLUMNS} FROM deliveries WHERE id = $1 FOR UPDATE"  # noqa: S608 - constant columns
 
@@ -293,7 +315,15 @@ class PgEventTables:
         )
         return [codec.delivery_from_row(r) for r in rows]
 
-    async def record(self, batch: Sequence[AttemptRecord]) -> None:
+    async def record(
+        self,
+        batch: Sequence[AttemptRecord],
+        *,
+        fence: Fence | None = None,
+        node_id: str = "",
+    ) -> None:
+        """Stores the batch (store/base.py); with ``fence``, only what this node (``node_id``)
+        still holds the shard of, at that epoch."""
         if not batch:
             return
         attempts = [codec.attempt_to_row(r.attempt) for r in batch if r.attempt is not None]
@@ -302,13 +332,24 @@ class PgEventTables:
         # that concurrent batches lock shared rows in one order.
         latest = {r.delivery.id: r.delivery for r in batch}
         updates = [codec.delivery_update_row(latest[i]) for i in sorted(latest)]
-        args = (
+        args: tuple[Any, ...] = (
             *columns(attempts, len(codec.ATTEMPT_NAMES)),
             *columns(updates, len(codec.DELIVERY_UPDATE_NAMES)),
         )
+        statement = _RECORD
+        if fence is not None:
+            held = [
+                (i, *where)
+                for i in sorted(latest)
+                if (where := fence(latest[i].endpoint_id)) is not None
+            ]
+            if not held:
+                return
+            args = (*args, *columns(held, 3), node_id)
+            statement = _RECORD_FENCED
 
         async def job(conn: asyncpg.Connection) -> None:
-            await conn.execute(_RECORD, *args)
+            await conn.execute(statement, *args)
 
         await self._db.transaction(job)
 

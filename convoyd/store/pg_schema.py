@@ -170,6 +170,44 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX portal_sessions_link ON portal_sessions (link_id)",
         "CREATE INDEX portal_sessions_expiry ON portal_sessions (expires_at)",
     ),
+    # 2: the cluster: nodes, the shards they lease, breaker states that move with an endpoint.
+    (
+        # Recorded once, when the database is first set up: 'shards'.
+        "CREATE TABLE cluster_settings (key text PRIMARY KEY, value text NOT NULL)",
+        """
+        CREATE TABLE cluster_nodes (
+            node_id      text COLLATE "C" PRIMARY KEY,
+            grpc_address text NOT NULL,
+            http_address text NOT NULL,
+            version      text NOT NULL,
+            started_at   timestamptz NOT NULL,
+            heartbeat_at timestamptz NOT NULL,
+            watching     boolean NOT NULL DEFAULT false  -- has WatchDeliveries streams open
+        )
+        """,
+        # Times by the database's clock: every node judges expiry by the same one.
+        """
+        CREATE TABLE cluster_shards (
+            shard       integer PRIMARY KEY,
+            node_id     text COLLATE "C",
+            epoch       bigint NOT NULL DEFAULT 0,
+            lease_until timestamptz NOT NULL DEFAULT '-infinity'
+        )
+        """,
+        "CREATE INDEX cluster_shards_node ON cluster_shards (node_id)",
+        # The shard of an endpoint is this key modulo the number of shards; the daemon
+        # computes the same (convoyd/core/shards.py), so no code path can forget to set it.
+        "ALTER TABLE endpoints ADD COLUMN shard_key bigint"
+        " GENERATED ALWAYS AS (('x' || substr(md5(id), 1, 15))::bit(60)::bigint) STORED",
+        """
+        CREATE TABLE endpoint_breakers (
+            endpoint_id text COLLATE "C" PRIMARY KEY
+                        REFERENCES endpoints (id) ON DELETE CASCADE,
+            state       text NOT NULL,  -- JSON: convoyd.core.breaker.BreakerSnapshot
+            updated_at  bigint NOT NULL
+        )
+        """,
+    ),
 )
 
 LATEST = len(MIGRATIONS)

@@ -27,6 +27,7 @@ from convoyd.store.base import (
     DeliveryQuery,
     EndpointEdit,
     EventQuery,
+    Guard,
     IngestBuild,
     IngestNeeds,
     IngestWrite,
@@ -84,7 +85,10 @@ class SqliteStore:
             owner_id=owner_id, status=status, before_id=before_id, limit=limit
         )
 
-    async def modify_endpoint(self, endpoint_id: str, change: EndpointEdit) -> Endpoint:
+    async def modify_endpoint(
+        self, endpoint_id: str, change: EndpointEdit, *, guard: Guard | None = None
+    ) -> Endpoint:
+        # One node has the database to itself: a guard always holds.
         return await self._endpoints.modify_endpoint(endpoint_id, change)
 
     async def delete_endpoint(self, endpoint_id: str) -> None:

@@ -1,0 +1,277 @@
+"""The work feed of a cluster node: what the service layer hands over reaches the engine of the
+node that owns each endpoint, through PostgreSQL's LISTEN/NOTIFY.
+
+Work for endpoints this node owns goes to its engine in memory, as on a single node. For the
+others, the ids travel as notifications (batched: one statement per event-loop iteration, ids
+only, a few thousand per payload) which only take effect once the sender's transaction has
+committed; the owner loads those rows and hands them to its engine. Watchers on every node see
+the committed changes of every node the same way, sent only while some node has watchers.
+
+A notification is lost only while the listening connection is down; on reconnecting, the node
+loads everything pending of its shards again (``resync``), and a slow poll of recent
+deliveries backs both up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+from convoyd.cluster.membership import Membership
+from convoyd.core.model import Delivery, Endpoint, EndpointStatus, EndpointStatusChange
+from convoyd.core.watch import StatusUpdate, WatchFilter
+from convoyd.delivery.engine import Engine
+from convoyd.delivery.hub import WatchHub
+from convoyd.errors import ConvoydError
+from convoyd.store.base import IngestWrite
+from convoyd.store.pg_cluster import Listener, PgCluster
+
+log = logging.getLogger("convoyd.cluster")
+
+CHANNEL = "convoyd"
+# PostgreSQL's limit is 8000 bytes a payload: ids are ~30 bytes each with their quoting.
+MAX_IDS = 200
+RECONNECT_BACKOFF = (0.2, 5.0)
+LISTEN_PING = 5.0  # a listening connection that is silently gone is noticed this soon
+
+
+class ClusterFeed:
+    """``convoyd.service.feed.WorkFeed`` for a node of a cluster."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        hub: WatchHub,
+        membership: Membership,
+        cluster: PgCluster,
+        dsn: str,
+        connect_timeout: float,
+        resync: Callable[[], Awaitable[None]],
+        anyone_watching: Callable[[], bool],
+        lag: Callable[[float], None] = lambda _: None,
+    ) -> None:
+        self._engine = engine
+        self._hub = hub
+        self._membership = membership
+        self._cluster = cluster
+        self._dsn = dsn
+        self._timeout = connect_timeout
+        self._resync = resync
+        self._anyone_watching = anyone_watching
+        self._lag = lag
+        self._node = membership.node_id
+        self._outbox: dict[str, set[str]] = {}
+        self._flush_scheduled = False
+        self._inbox: dict[str, set[str]] = {}
+        self._has_mail = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listener: Listener | None = None
+        self._lost = asyncio.Event()
+        self._status_changes: list[EndpointStatusChange] = []
+
+    # -- WorkFeed -------------------------------------------------------------------------
+
+    def events_accepted(self, writes: Sequence[IngestWrite]) -> None:
+        self._engine.accepted(writes)
+        self._send_foreign(d for w in writes if not w.replay for d in w.deliveries)
+
+    def deliveries_due(self, deliveries: Sequence[Delivery]) -> None:
+        self._engine.admit(deliveries)
+        self._send_foreign(deliveries)
+        self.recorded(deliveries)
+
+    def endpoints_changed(self, endpoints: Sequence[Endpoint]) -> None:
+        for endpoint in endpoints:
+            self._engine.endpoint_changed(endpoint)
+        self._send("e", (e.id for e in endpoints))
+
+    def endpoints_deleted(self, endpoint_ids: Sequence[str]) -> None:
+        for endpoint_id in endpoint_ids:
+            self._engine.endpoint_deleted(endpoint_id)
+        self._send("x", endpoint_ids)
+
+    def committed(self, updates: Sequence[StatusUpdate]) -> None:
+        self._hub.publish(updates)
+        if self._anyone_watching():
+            self._send("c", (u.id for u in updates if isinstance(u, Delivery)))
+            self._status_changes.extend(u for u in updates if isinstance(u, EndpointStatusChange))
+            self._schedule_flush()
+
+    def watch(self, accept: WatchFilter) -> AsyncIterator[StatusUpdate]:
+        return self._hub.watch(accept)
+
+    def recorded(self, deliveries: Sequence[Delivery]) -> None:
+        """The recorder's committed outcomes: to local watchers, and to the others'."""
+        self.committed(deliveries)
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _send_foreign(self, deliveries: Any) -> None:
+        owns = self._membership.owns
+        self._send("w", (d.id for d in deliveries if not owns(d.endpoint_id)))
+
+    def _send(self, kind: str, ids: Any) -> None:
+        box = self._outbox.setdefault(kind, set())
+        box.update(ids)
+        if not box:
+            del self._outbox[kind]
+            return
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        outbox, self._outbox = self._outbox, {}
+        changes, self._status_changes = self._status_changes, []
+        now = time.time()
+        payloads = []
+        for kind, ids in outbox.items():
+            listed = sorted(ids)
+            for start in range(0, len(listed), MAX_IDS):
+                message = {"n": self._node, "t": now, kind: listed[start : start + MAX_IDS]}
+                payloads.append(json.dumps(message, separators=(",", ":")))
+        for change in changes:
+            payloads.append(json.dumps({"n": self._node, "t": now, "s": _change_json(change)}))
+        if payloads:
+            task = asyncio.create_task(self._notify(payloads))
+            self._tasks.append(task)
+            task.add_done_callback(self._tasks.remove)
+
+    async def _notify(self, payloads: list[str]) -> None:
+        try:
+            await self._cluster.notify(CHANNEL, payloads)
+        except Exception as exc:
+            # The owner's slow poll (and its resync once the database is back) finds the work.
+            log.warning("could not notify the cluster (%d messages): %s", len(payloads), exc)
+
+    # -- receiving ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._listen()
+        self._tasks.append(asyncio.create_task(self._keep_listening(), name="convoyd-listen"))
+        self._tasks.append(asyncio.create_task(self._deliver_mail(), name="convoyd-mail"))
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
+
+    async def _listen(self) -> None:
+        self._lost.clear()
+        self._listener = await Listener.open(
+            self._dsn,
+            CHANNEL,
+            connect_timeout=self._timeout,
+            on_message=self._on_notification,
+            on_lost=self._lost.set,
+        )
+
+    async def _keep_listening(self) -> None:
+        backoff = RECONNECT_BACKOFF[0]
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), timeout=LISTEN_PING)
+            listener = self._listener
+            if listener is not None and not self._lost.is_set():
+                try:
+                    await listener.ping(self._timeout)
+                    continue
+                except ConvoydError as exc:
+                    log.warning("the cluster's listening connection failed: %s", exc)
+            if listener is not None:
+                await listener.close()
+                self._listener = None
+            try:
+                await self._listen()
+                await self._resync()
+            except Exception as exc:
+                log.warning("cannot listen to the cluster yet: %s", exc)
+                self._lost.set()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RECONNECT_BACKOFF[1])
+            else:
+                log.info("listening to the cluster again; pending work reloaded")
+                backoff = RECONNECT_BACKOFF[0]
+
+    def _on_notification(self, payload: str) -> None:
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(message, dict) or message.get("n") == self._node:
+            return
+        sent = message.get("t")
+        if isinstance(sent, int | float):
+            self._lag(max(0.0, time.time() - sent))
+        for kind in ("w", "e", "x", "c"):
+            ids = message.get(kind)
+            if isinstance(ids, list):
+                self._inbox.setdefault(kind, set()).update(i for i in ids if isinstance(i, str))
+        change = message.get("s")
+        if isinstance(change, dict):
+            with contextlib.suppress(KeyError, ValueError, TypeError):
+                self._hub.publish([_change_from_json(change)])
+        self._has_mail.set()
+
+    async def _deliver_mail(self) -> None:
+        while True:
+            await self._has_mail.wait()
+            self._has_mail.clear()
+            inbox, self._inbox = self._inbox, {}
+            try:
+                await self._apply(inbox)
+            except Exception as exc:
+                # Lost here means found again: by the slow poll, or at the next resync.
+                log.warning("could not apply cluster notifications: %s", exc)
+
+    async def _apply(self, inbox: dict[str, set[str]]) -> None:
+        owns = self._membership.owns
+        deleted = inbox.get("x", set())
+        for endpoint_id in deleted:
+            self._engine.endpoint_deleted(endpoint_id)
+        changed = [i for i in inbox.get("e", ()) if i not in deleted and owns(i)]
+        if changed:
+            for endpoint in await self._cluster.endpoints(changed):
+                self._engine.endpoint_changed(endpoint)
+        wanted = inbox.get("w", set())
+        watched = inbox.get("c", set()) if self._hub.watching else set()
+        if wanted or watched:
+            found = await self._cluster.deliveries(sorted(wanted | watched))
+            self._engine.admit(d for d in found if d.id in wanted and owns(d.endpoint_id))
+            if watched:
+                self._hub.publish([d for d in found if d.id in watched])
+
+
+def _change_json(change: EndpointStatusChange) -> dict[str, Any]:
+    return {
+        "endpoint_id": change.endpoint_id,
+        "owner_id": change.owner_id,
+        "previous": change.previous.value,
+        "status": change.status.value,
+        "reason": change.reason,
+        "changed_at": change.changed_at,
+    }
+
+
+def _change_from_json(data: dict[str, Any]) -> EndpointStatusChange:
+    return EndpointStatusChange(
+        endpoint_id=str(data["endpoint_id"]),
+        owner_id=str(data["owner_id"]),
+        previous=EndpointStatus(data["previous"]),
+        status=EndpointStatus(data["status"]),
+        reason=str(data["reason"]),
+        changed_at=float(data["changed_at"]),
+    )
