@@ -27,6 +27,9 @@ _RESTART_ONLY = (
     "allow_insecure_remote",
     "breaker",
     "portal",
+    "store",
+    "postgres",
+    "cluster",
 )
 _RESTART_ONLY_DELIVERY = (
     "max_batch_bytes",  # the gRPC server's receive limit
