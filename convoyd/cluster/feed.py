@@ -68,6 +68,7 @@ class ClusterFeed:
         self._node = membership.node_id
         self._outbox: dict[str, set[str]] = {}
         self._flush_scheduled = False
+        self._notifying = False
         self._inbox: dict[str, set[str]] = {}
         self._has_mail = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -125,12 +126,14 @@ class ClusterFeed:
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and not self._notifying:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._notifying:
+            return  # sent when the notification in flight is done, with all that came since
         outbox, self._outbox = self._outbox, {}
         changes, self._status_changes = self._status_changes, []
         now = time.time()
@@ -143,16 +146,25 @@ class ClusterFeed:
         for change in changes:
             payloads.append(json.dumps({"n": self._node, "t": now, "s": _change_json(change)}))
         if payloads:
+            self._notifying = True
             task = asyncio.create_task(self._notify(payloads))
             self._tasks.append(task)
             task.add_done_callback(self._tasks.remove)
 
     async def _notify(self, payloads: list[str]) -> None:
+        # One notification transaction in flight per node: PostgreSQL serialises the commits
+        # of notifying transactions database-wide (each holds a lock through its commit), so
+        # many small ones would queue up and hold pool connections that ingest needs. What
+        # comes meanwhile goes out together in the next one.
         try:
             await self._cluster.notify(CHANNEL, payloads)
         except Exception as exc:
             # The owner's slow poll (and its resync once the database is back) finds the work.
             log.warning("could not notify the cluster (%d messages): %s", len(payloads), exc)
+        finally:
+            self._notifying = False
+            if self._outbox or self._status_changes:
+                self._schedule_flush()
 
     # -- receiving ------------------------------------------------------------------------
 
