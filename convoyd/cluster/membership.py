@@ -95,17 +95,23 @@ class Membership:
 
     def owns(self, endpoint_id: str) -> bool:
         """Whether this node holds the endpoint's shard (and is not handing it back)."""
+        if not self._shards:  # nothing held yet (the number of shards may be unknown yet)
+            return False
         held = self._shards.get(self.shard(endpoint_id))
         return held is not None and not held.releasing
 
     def may_start(self, endpoint_id: str) -> bool:
         """Whether an attempt to the endpoint may start now: its lease is good by this
         node's own clock."""
+        if not self._shards:
+            return False
         held = self._shards.get(self.shard(endpoint_id))
         return held is not None and not held.releasing and self._monotonic() < held.good_until
 
     def fence(self, endpoint_id: str) -> tuple[int, int] | None:
         """(shard, epoch) under which this node writes the endpoint's deliveries."""
+        if not self._shards:
+            return None
         shard = self.shard(endpoint_id)
         held = self._shards.get(shard)
         return None if held is None else (shard, held.epoch)
