@@ -2,9 +2,9 @@
 node that owns each endpoint, through PostgreSQL's LISTEN/NOTIFY.
 
 Work for endpoints this node owns goes to its engine in memory, as on a single node. For the
-others, the ids travel as notifications (batched: one statement per event-loop iteration, ids
-only, a few thousand per payload) which only take effect once the sender's transaction has
-committed; the owner loads those rows and hands them to its engine. Watchers on every node see
+others, the delivery rows (and the bodies of small events) travel as notifications to the node
+that holds their shard (its own channel; batched, one transaction in flight per node), so the
+owner needs no read to start them. Watchers on every node see
 the committed changes of every node the same way, sent only while some node has watchers.
 
 A notification is lost only while the listening connection is down; on reconnecting, the node
@@ -15,6 +15,7 @@ deliveries backs both up.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -28,14 +29,25 @@ from convoyd.core.watch import StatusUpdate, WatchFilter
 from convoyd.delivery.engine import Engine
 from convoyd.delivery.hub import WatchHub
 from convoyd.errors import ConvoydError
-from convoyd.store.base import IngestWrite
+from convoyd.store import codec
+from convoyd.store.base import IngestWrite, Payload
 from convoyd.store.pg_cluster import Listener, PgCluster
 
 log = logging.getLogger("convoyd.cluster")
 
-CHANNEL = "convoyd"
-# PostgreSQL's limit is 8000 bytes a payload: ids are ~30 bytes each with their quoting.
+CHANNEL = "convoyd"  # to every node: endpoint changes, committed updates for watchers
+# PostgreSQL's limit is 8000 bytes a payload; ids are ~30 bytes each with their quoting.
 MAX_IDS = 200
+MAX_PAYLOAD = 7600
+# Event bodies up to this size travel with their deliveries; larger ones the owner reads.
+INLINE_BODY = 2048
+
+
+def node_channel(node_id: str) -> str:
+    """The channel of one node: work for the shards it holds."""
+    return f"{CHANNEL}_{node_id}"
+
+
 RECONNECT_BACKOFF = (0.2, 5.0)
 LISTEN_PING = 5.0  # a listening connection that is silently gone is noticed this soon
 
@@ -67,6 +79,9 @@ class ClusterFeed:
         self._lag = lag
         self._node = membership.node_id
         self._outbox: dict[str, set[str]] = {}
+        # Work for other nodes' shards: owner (None: not known, to everyone) → delivery id →
+        # (the delivery's row, its event's body when small).
+        self._work: dict[str | None, dict[str, tuple[list[Any], Payload | None]]] = {}
         self._flush_scheduled = False
         self._notifying = False
         self._inbox: dict[str, set[str]] = {}
@@ -80,11 +95,17 @@ class ClusterFeed:
 
     def events_accepted(self, writes: Sequence[IngestWrite]) -> None:
         self._engine.accepted(writes)
-        self._send_foreign(d for w in writes if not w.replay for d in w.deliveries)
+        for write in writes:
+            if write.replay or not write.deliveries:
+                continue
+            event = write.event
+            small = len(event.data) <= INLINE_BODY
+            body = Payload(data=event.data, headers=event.headers) if small else None
+            self._send_foreign(write.deliveries, body)
 
     def deliveries_due(self, deliveries: Sequence[Delivery]) -> None:
         self._engine.admit(deliveries)
-        self._send_foreign(deliveries)
+        self._send_foreign(deliveries, None)
         self.recorded(deliveries)
 
     def endpoints_changed(self, endpoints: Sequence[Endpoint]) -> None:
@@ -113,9 +134,16 @@ class ClusterFeed:
 
     # -- sending --------------------------------------------------------------------------
 
-    def _send_foreign(self, deliveries: Any) -> None:
-        owns = self._membership.owns
-        self._send("w", (d.id for d in deliveries if not owns(d.endpoint_id)))
+    def _send_foreign(self, deliveries: Sequence[Delivery], body: Payload | None) -> None:
+        membership = self._membership
+        for d in deliveries:
+            if membership.owns(d.endpoint_id):
+                continue
+            owner = membership.owner_of(d.endpoint_id)
+            box = self._work.setdefault(owner, {})
+            box[d.id] = (list(codec.delivery_to_row(d)), body)
+        if self._work:
+            self._schedule_flush()
 
     def _send(self, kind: str, ids: Any) -> None:
         box = self._outbox.setdefault(kind, set())
@@ -135,35 +163,41 @@ class ClusterFeed:
         if self._notifying:
             return  # sent when the notification in flight is done, with all that came since
         outbox, self._outbox = self._outbox, {}
+        work, self._work = self._work, {}
         changes, self._status_changes = self._status_changes, []
         now = time.time()
-        payloads = []
+        payloads: list[tuple[str, str]] = []
         for kind, ids in outbox.items():
             listed = sorted(ids)
             for start in range(0, len(listed), MAX_IDS):
                 message = {"n": self._node, "t": now, kind: listed[start : start + MAX_IDS]}
-                payloads.append(json.dumps(message, separators=(",", ":")))
+                payloads.append((CHANNEL, _dumps(message)))
+        for owner, items in work.items():
+            channel = CHANNEL if owner is None else node_channel(owner)
+            payloads.extend((channel, text) for text in _work_messages(self._node, now, items))
         for change in changes:
-            payloads.append(json.dumps({"n": self._node, "t": now, "s": _change_json(change)}))
+            payloads.append(
+                (CHANNEL, _dumps({"n": self._node, "t": now, "s": _change_json(change)}))
+            )
         if payloads:
             self._notifying = True
             task = asyncio.create_task(self._notify(payloads))
             self._tasks.append(task)
             task.add_done_callback(self._tasks.remove)
 
-    async def _notify(self, payloads: list[str]) -> None:
+    async def _notify(self, payloads: list[tuple[str, str]]) -> None:
         # One notification transaction in flight per node: PostgreSQL serialises the commits
         # of notifying transactions database-wide (each holds a lock through its commit), so
         # many small ones would queue up and hold pool connections that ingest needs. What
         # comes meanwhile goes out together in the next one.
         try:
-            await self._cluster.notify(CHANNEL, payloads)
+            await self._cluster.notify(payloads)
         except Exception as exc:
             # The owner's slow poll (and its resync once the database is back) finds the work.
             log.warning("could not notify the cluster (%d messages): %s", len(payloads), exc)
         finally:
             self._notifying = False
-            if self._outbox or self._status_changes:
+            if self._outbox or self._work or self._status_changes:
                 self._schedule_flush()
 
     # -- receiving ------------------------------------------------------------------------
@@ -185,7 +219,7 @@ class ClusterFeed:
         self._lost.clear()
         self._listener = await Listener.open(
             self._dsn,
-            CHANNEL,
+            (CHANNEL, node_channel(self._node)),
             connect_timeout=self._timeout,
             on_message=self._on_notification,
             on_lost=self._lost.set,
@@ -228,10 +262,13 @@ class ClusterFeed:
         sent = message.get("t")
         if isinstance(sent, int | float):
             self._lag(max(0.0, time.time() - sent))
-        for kind in ("w", "e", "x", "c"):
+        for kind in ("e", "x", "c"):
             ids = message.get(kind)
             if isinstance(ids, list):
                 self._inbox.setdefault(kind, set()).update(i for i in ids if isinstance(i, str))
+        rows = message.get("d")
+        if isinstance(rows, list):
+            self._take_work(rows, message.get("p"))
         change = message.get("s")
         if isinstance(change, dict):
             with contextlib.suppress(KeyError, ValueError, TypeError):
@@ -249,6 +286,30 @@ class ClusterFeed:
                 # Lost here means found again: by the slow poll, or at the next resync.
                 log.warning("could not apply cluster notifications: %s", exc)
 
+    def _take_work(self, rows: list[Any], bodies: Any) -> None:
+        """Deliveries another node accepted for shards this node holds: to the engine, with
+        the bodies that came along (a malformed message is dropped: the slow poll finds its
+        work)."""
+        try:
+            found = [
+                codec.delivery_from_row(dict(zip(codec.DELIVERY_NAMES, row, strict=True)))
+                for row in rows
+            ]
+            payloads = {
+                event_id: Payload(data=base64.b64decode(data), headers=headers)
+                for event_id, (data, headers) in (bodies or {}).items()
+            }
+        except (TypeError, ValueError, KeyError):
+            log.warning("dropped a malformed work notification")
+            return
+        owns = self._membership.owns
+        mine = [d for d in found if owns(d.endpoint_id)]
+        wanted = {d.event_id for d in mine}
+        for event_id, payload in payloads.items():
+            if event_id in wanted:
+                self._engine.remember_payload(event_id, payload)
+        self._engine.admit(mine)
+
     async def _apply(self, inbox: dict[str, set[str]]) -> None:
         owns = self._membership.owns
         deleted = inbox.get("x", set())
@@ -258,13 +319,40 @@ class ClusterFeed:
         if changed:
             for endpoint in await self._cluster.endpoints(changed):
                 self._engine.endpoint_changed(endpoint)
-        wanted = inbox.get("w", set())
         watched = inbox.get("c", set()) if self._hub.watching else set()
-        if wanted or watched:
-            found = await self._cluster.deliveries(sorted(wanted | watched))
-            self._engine.admit(d for d in found if d.id in wanted and owns(d.endpoint_id))
-            if watched:
-                self._hub.publish([d for d in found if d.id in watched])
+        if watched:
+            self._hub.publish(await self._cluster.deliveries(sorted(watched)))
+
+
+def _dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))
+
+
+def _work_messages(
+    node: str, now: float, items: dict[str, tuple[list[Any], Payload | None]]
+) -> list[str]:
+    """Notification payloads of at most MAX_PAYLOAD bytes carrying ``items``' rows and small
+    bodies (a body goes in the message of its first delivery)."""
+    out: list[str] = []
+    rows: list[list[Any]] = []
+    bodies: dict[str, list[Any]] = {}
+    size = 0
+    for row, body in items.values():
+        event_id = row[1]
+        extra = None
+        if body is not None and event_id not in bodies:
+            extra = [base64.b64encode(body.data).decode(), dict(body.headers)]
+        cost = len(_dumps({"r": row})) + (len(_dumps({"b": extra})) + 40 if extra else 0)
+        if rows and size + cost > MAX_PAYLOAD:
+            out.append(_dumps({"n": node, "t": now, "d": rows, "p": bodies}))
+            rows, bodies, size = [], {}, 0
+        rows.append(row)
+        if extra is not None:
+            bodies[event_id] = extra
+        size += cost
+    if rows:
+        out.append(_dumps({"n": node, "t": now, "d": rows, "p": bodies}))
+    return out
 
 
 def _change_json(change: EndpointStatusChange) -> dict[str, Any]:

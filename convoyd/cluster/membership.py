@@ -116,6 +116,12 @@ class Membership:
         held = self._shards.get(shard)
         return None if held is None else (shard, held.epoch)
 
+    def owner_of(self, endpoint_id: str) -> str | None:
+        """The node that held the endpoint's shard at the last heartbeat (None: none known)."""
+        if self._beat is None or not self._cluster.total_shards:
+            return None
+        return self._beat.owners.get(self.shard(endpoint_id))
+
     @property
     def live_nodes(self) -> int:
         """Nodes alive at the last heartbeat (this one included)."""

@@ -193,6 +193,10 @@ class Engine:
                 event = write.event
                 self._payloads.put(event.id, Payload(data=event.data, headers=event.headers))
 
+    def remember_payload(self, event_id: str, payload: Payload) -> None:
+        """An event body that came with its deliveries from another node."""
+        self._payloads.put(event_id, payload)
+
     def admit(self, deliveries: Iterable[Delivery]) -> int:
         """Takes pending deliveries into memory (each at most once); how many it took."""
         now = self._clock()

@@ -50,6 +50,8 @@ class Guard:
     node_id: str
     fence: Callable[[str], tuple[int, int] | None]
     """endpoint id → (shard, epoch) it is held under, or None."""
+
+
 # Opening a session with a link: the link as it is afterwards (used_at) and the new session.
 PortalOpen = Callable[[PortalLink], tuple[PortalLink, PortalSession]]
 

@@ -37,6 +37,8 @@ class Heartbeat:
     renewed: Mapping[int, int]
     live: Sequence[str]
     held: Mapping[str, int]
+    owners: Mapping[int, str]
+    """Which node holds each leased shard (where to send its work)."""
     watching: bool
 
 
@@ -116,14 +118,19 @@ class PgCluster:
                 " WHERE heartbeat_at > now() - make_interval(secs => $1)",
                 lease,
             )
-            held = await conn.fetch(
-                "SELECT node_id, count(*) AS n FROM cluster_shards"
-                " WHERE node_id IS NOT NULL AND lease_until > now() GROUP BY node_id"
+            leased = await conn.fetch(
+                "SELECT shard, node_id FROM cluster_shards"
+                " WHERE node_id IS NOT NULL AND lease_until > now()"
             )
+            owners = {r["shard"]: r["node_id"] for r in leased}
+            held: dict[str, int] = {}
+            for owner in owners.values():
+                held[owner] = held.get(owner, 0) + 1
             return Heartbeat(
                 renewed={r["shard"]: r["epoch"] for r in renewed},
                 live=[r["node_id"] for r in nodes],
-                held={r["node_id"]: int(r["n"]) for r in held},
+                held=held,
+                owners=owners,
                 watching=any(r["watching"] for r in nodes),
             )
 
@@ -275,16 +282,19 @@ class PgCluster:
 
     # -- notifications --------------------------------------------------------------------
 
-    async def notify(self, channel: str, payloads: Sequence[str]) -> None:
-        """Sends each payload on ``channel`` (delivered to listeners when this commits)."""
-        if payloads:
+    async def notify(self, messages: Sequence[tuple[str, str]]) -> None:
+        """Sends each (channel, payload), all in one transaction: listeners get them when it
+        commits, in this order."""
+        if messages:
             await self._db.execute(
-                "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", channel, list(payloads)
+                "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS m(c, p)",
+                [c for c, _ in messages],
+                [p for _, p in messages],
             )
 
 
 class Listener:
-    """A connection of its own that LISTENs on one channel (a pooled one could not: a
+    """A connection of its own that LISTENs on some channels (a pooled one could not: a
     listener must stay on its session)."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
@@ -294,7 +304,7 @@ class Listener:
     async def open(
         cls,
         dsn: str,
-        channel: str,
+        channels: Sequence[str],
         *,
         connect_timeout: float,
         on_message: Callable[[str], None],
@@ -304,7 +314,8 @@ class Listener:
         try:
             conn = await asyncpg.connect(dsn, timeout=connect_timeout)
             conn.add_termination_listener(lambda _: on_lost())
-            await conn.add_listener(channel, lambda _c, _p, _ch, payload: on_message(payload))
+            for channel in channels:
+                await conn.add_listener(channel, lambda _c, _p, _ch, payload: on_message(payload))
         except (*UNREACHABLE, asyncpg.PostgresError) as exc:
             raise unavailable(exc) from None
         return cls(conn)

@@ -141,8 +141,7 @@ async def _check_guard(conn: asyncpg.Connection, guard: Guard, endpoint_id: str)
     epoch; the lease row stays share-locked until the transaction ends."""
     held = guard.fence(endpoint_id)
     ok = held is not None and await conn.fetchval(
-        "SELECT 1 FROM cluster_shards WHERE shard = $1 AND epoch = $2 AND node_id = $3"
-        " FOR SHARE",
+        "SELECT 1 FROM cluster_shards WHERE shard = $1 AND epoch = $2 AND node_id = $3 FOR SHARE",
         held[0],
         held[1],
         guard.node_id,
