@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestServer
 from convoyd.client import Client, ConvoydClientError, event_request
 from convoyd.core.shards import shard_of
 from convoyd.v1 import cluster_pb2
-from tests.conftest import DaemonProcess, daemon_env
+from tests.conftest import DaemonProcess, Running, daemon_env
 from tests.receivers import eventually
 
 LEASE = 3.0
@@ -43,6 +43,7 @@ class Node:
     daemon: DaemonProcess
     node_id: str = ""
     client: Client | None = None
+    running: Running | None = None
     logs: list[Path] = field(default_factory=list)
     frozen: bool = False
 
@@ -101,6 +102,7 @@ class Cluster:
                 token_file.write_text(self.token + "\n")
                 token_file.chmod(0o600)
         running = await asyncio.to_thread(node.daemon.start, 30.0)
+        node.running = running
         assert node.daemon.log_path is not None
         node.logs.append(node.daemon.log_path)
         self.token = self.token or running.token
