@@ -30,9 +30,9 @@ from convoyd.store.base import (
     Payload,
     StatusCounts,
 )
+from convoyd.store.filters import delivery_filters, event_filters
 from convoyd.store.pg_connections import PgConnections, Retry, columns
 from convoyd.store.pg_endpoints import read_endpoint, write_endpoint
-from convoyd.store.where import Where
 
 # Literal values, not bound ones, so the planner uses the deliveries_due partial index
 # (whose predicate is this very list: pg_schema.py).
@@ -150,27 +150,6 @@ Fence = Callable[[str], "tuple[int, int] | None"]
 _DELIVERY_FOR_UPDATE = f"SELECT {codec.DELIVERY_COLUMNS} FROM deliveries WHERE id = $1 FOR UPDATE"  # noqa: S608 - constant columns
 
 
-def _delivery_filters(query: DeliveryQuery, before_id: str = "") -> Where:
-    where = Where()
-    if query.event_id:
-        where.add("event_id = ?", query.event_id)
-    if query.endpoint_ids:
-        where.add("endpoint_id = ANY(?::text[])", list(query.endpoint_ids))
-    if query.owner_id:
-        where.add("owner_id = ?", query.owner_id)
-    if query.statuses:
-        where.add("status = ANY(?::text[])", [s.value for s in query.statuses])
-    if query.event_type:
-        where.add("event_type = ?", query.event_type)
-    if query.created_after is not None:
-        where.add("created_at >= ?", codec.to_us(query.created_after))
-    if query.created_before is not None:
-        where.add("created_at < ?", codec.to_us(query.created_before))
-    if before_id:
-        where.add("id < ?", before_id)
-    return where
-
-
 class PgEventTables:
     """The events, deliveries, attempts and idempotency_keys tables."""
 
@@ -218,21 +197,7 @@ class PgEventTables:
         return codec.event_from_row(rows[0])
 
     async def list_events(self, query: EventQuery, *, before_id: str, limit: int) -> list[Event]:
-        where = Where()
-        if query.event_type:
-            where.add("event_type = ?", query.event_type)
-        if query.owner_id:
-            where.add("owner_id = ?", query.owner_id)
-        if query.endpoint_id:
-            where.add(
-                "id IN (SELECT event_id FROM deliveries WHERE endpoint_id = ?)", query.endpoint_id
-            )
-        if query.created_after is not None:
-            where.add("created_at >= ?", codec.to_us(query.created_after))
-        if query.created_before is not None:
-            where.add("created_at < ?", codec.to_us(query.created_before))
-        if before_id:
-            where.add("id < ?", before_id)
+        where = event_filters(query, before_id)
         rows = await self._db.fetch(
             f"SELECT {codec.EVENT_COLUMNS} FROM events {where.numbered()}"  # noqa: S608 - constant clauses, bound values
             f" ORDER BY id DESC LIMIT ${len(where.params) + 1}",
@@ -264,7 +229,7 @@ class PgEventTables:
     async def list_deliveries(
         self, query: DeliveryQuery, *, before_id: str, limit: int
     ) -> list[Delivery]:
-        where = _delivery_filters(query, before_id)
+        where = delivery_filters(query, before_id, arrays=True)
         rows = await self._db.fetch(
             f"SELECT {codec.DELIVERY_COLUMNS} FROM deliveries {where.numbered()}"  # noqa: S608 - constant clauses, bound values
             f" ORDER BY id DESC LIMIT ${len(where.params) + 1}",
@@ -274,7 +239,7 @@ class PgEventTables:
         return [codec.delivery_from_row(r) for r in rows]
 
     async def count_deliveries(self, query: DeliveryQuery) -> int:
-        where = _delivery_filters(query)
+        where = delivery_filters(query, arrays=True)
         rows = await self._db.fetch(
             f"SELECT count(*) AS n FROM deliveries {where.numbered()}",  # noqa: S608 - constant clauses, bound values
             *where.params,
@@ -372,7 +337,7 @@ class PgEventTables:
     async def reschedule_deliveries(
         self, query: DeliveryQuery, *, now: float, reason: str, limit: int
     ) -> list[Delivery]:
-        where = _delivery_filters(query)
+        where = delivery_filters(query, arrays=True)
         select = (
             f"SELECT {codec.DELIVERY_COLUMNS} FROM deliveries {where.numbered()}"  # noqa: S608 - constant clauses, bound values
             f" ORDER BY id LIMIT ${len(where.params) + 1} FOR UPDATE"

@@ -25,6 +25,7 @@ from convoyd.store.base import (
 )
 from convoyd.store.connections import SqliteConnections
 from convoyd.store.endpoint_sql import read_endpoint, write_endpoint
+from convoyd.store.filters import delivery_filters, event_filters
 from convoyd.store.where import Where
 
 # Literal values, not bound ones, so the planner can use the deliveries_status index.
@@ -59,27 +60,6 @@ _UPDATE_DELIVERY = (
     + ", ".join(f"{name} = :{name}" for name in codec.DELIVERY_UPDATE_NAMES if name != "id")
     + " WHERE id = :id"
 )
-
-
-def _delivery_filters(query: DeliveryQuery, before_id: str = "") -> Where:
-    where = Where()
-    if query.event_id:
-        where.add("event_id = ?", query.event_id)
-    if query.endpoint_ids:
-        where.among("endpoint_id", query.endpoint_ids)
-    if query.owner_id:
-        where.add("owner_id = ?", query.owner_id)
-    if query.statuses:
-        where.among("status", [s.value for s in query.statuses])
-    if query.event_type:
-        where.add("event_type = ?", query.event_type)
-    if query.created_after is not None:
-        where.add("created_at >= ?", codec.to_us(query.created_after))
-    if query.created_before is not None:
-        where.add("created_at < ?", codec.to_us(query.created_before))
-    if before_id:
-        where.add("id < ?", before_id)
-    return where
 
 
 def _update_values(d: Delivery) -> dict[str, Any]:
@@ -131,21 +111,7 @@ class EventTables:
         return codec.event_from_row(rows[0])
 
     async def list_events(self, query: EventQuery, *, before_id: str, limit: int) -> list[Event]:
-        where = Where()
-        if query.event_type:
-            where.add("event_type = ?", query.event_type)
-        if query.owner_id:
-            where.add("owner_id = ?", query.owner_id)
-        if query.endpoint_id:
-            where.add(
-                "id IN (SELECT event_id FROM deliveries WHERE endpoint_id = ?)", query.endpoint_id
-            )
-        if query.created_after is not None:
-            where.add("created_at >= ?", codec.to_us(query.created_after))
-        if query.created_before is not None:
-            where.add("created_at < ?", codec.to_us(query.created_before))
-        if before_id:
-            where.add("id < ?", before_id)
+        where = event_filters(query, before_id)
         rows = await self._db.fetchall(
             f"SELECT {codec.EVENT_COLUMNS} FROM events {where.sql()}"  # noqa: S608 - constant clauses, bound values
             " ORDER BY id DESC LIMIT ?",
@@ -184,7 +150,7 @@ class EventTables:
     async def list_deliveries(
         self, query: DeliveryQuery, *, before_id: str, limit: int
     ) -> list[Delivery]:
-        where = _delivery_filters(query, before_id)
+        where = delivery_filters(query, before_id, arrays=False)
         rows = await self._db.fetchall(
             f"SELECT {codec.DELIVERY_COLUMNS} FROM deliveries {where.sql()}"  # noqa: S608 - constant clauses, bound values
             " ORDER BY id DESC LIMIT ?",
@@ -193,7 +159,7 @@ class EventTables:
         return [codec.delivery_from_row(r) for r in rows]
 
     async def count_deliveries(self, query: DeliveryQuery) -> int:
-        where = _delivery_filters(query)
+        where = delivery_filters(query, arrays=False)
         rows = await self._db.fetchall(
             f"SELECT count(*) AS n FROM deliveries {where.sql()}",  # noqa: S608 - constant clauses, bound values
             where.params,
@@ -261,7 +227,7 @@ class EventTables:
     async def reschedule_deliveries(
         self, query: DeliveryQuery, *, now: float, reason: str, limit: int
     ) -> list[Delivery]:
-        where = _delivery_filters(query)
+        where = delivery_filters(query, arrays=False)
 
         def job(conn: sqlite3.Connection) -> list[Delivery]:
             rows = conn.execute(
