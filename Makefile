@@ -104,6 +104,7 @@ soak: $(STAMP)
 # disk, bad input and the one-minute soak, with their numbers in benchmarks/results/.
 reliability: $(STAMP) $(NODE_STAMP) $(POSTGRES_STAMP)
 	CONVOYD_FIGURES_DIR=benchmarks/results $(BIN)/pytest -q tests/e2e/test_crash_cycles.py \
+		tests/e2e/test_postgres_outage.py tests/e2e/test_cluster.py \
 		tests/e2e/test_crash.py tests/delivery/test_faulty_receivers.py \
 		tests/e2e/test_disk_full.py tests/fuzz tests/e2e/test_poison.py \
 		tests/e2e/test_unauthenticated_memory.py tests/e2e/test_soak.py
