@@ -10,6 +10,8 @@ its send time in each payload); CPU and peak RSS come from /proc of every convoy
 
 ``--store postgres`` runs every scenario on the PostgreSQL store, each on a fresh database of
 one server (benchmarks/pgbench_support.py), and adds PostgreSQL's own CPU to (a).
+``--nodes 1 2 3`` (with ``--store postgres`` or ``both``) adds the scenario ``cluster``: that many
+convoyd nodes on one database, for each count (benchmarks/bench_cluster.py).
 ``--store both`` runs each scenario on SQLite, then on PostgreSQL; each scenario's figures are
 then keyed by store (``results["a_throughput"]["postgres"]``), and ``postgres_over_sqlite``
 and ``postgres_targets`` compare them. With one store the layout is flat, as it always was.
@@ -46,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 TICKS = os.sysconf("SC_CLK_TCK")
 STORES = {"sqlite": ("sqlite",), "postgres": ("postgres",), "both": ("sqlite", "postgres")}
+CLUSTER = "cluster"  # several nodes on one PostgreSQL: benchmarks/bench_cluster.py
 
 
 def receiver_stats(port: int, reset: bool = False) -> dict[str, Any]:
@@ -562,7 +565,9 @@ async def run_scenario(
     return result
 
 
-async def run_all(size: Size, only: list[str], store: str = "sqlite") -> dict[str, Any]:
+async def run_all(
+    size: Size, only: list[str], store: str = "sqlite", nodes: list[int] | None = None
+) -> dict[str, Any]:
     stores = STORES[store]
     receiver = subprocess.Popen(
         [PY, str(ROOT / "benchmarks" / "receiver.py")], stdout=subprocess.PIPE
@@ -587,7 +592,14 @@ async def run_all(size: Size, only: list[str], store: str = "sqlite") -> dict[st
         for name in only:
             # Store after store within a scenario, so each pair sees the same phase of the machine.
             for kind in stores:
-                if kind == "postgres":
+                if name == CLUSTER:
+                    if kind != "postgres":
+                        continue  # a cluster needs the PostgreSQL store
+                    from benchmarks.bench_cluster import run_cluster
+
+                    assert postgres is not None and nodes
+                    result = await run_cluster(port, postgres, nodes, smoke=size == SMOKE)
+                elif kind == "postgres":
                     assert postgres is not None
                     cpu = postgres.cpu_seconds if postgres.postmaster is not None else None
                     with postgres.daemon_env(name) as env:
@@ -609,7 +621,12 @@ async def run_all(size: Size, only: list[str], store: str = "sqlite") -> dict[st
     if len(stores) == 1:
         results.update(by_store[stores[0]])
     else:
-        results.update({name: {kind: by_store[kind][name] for kind in stores} for name in only})
+        results.update(
+            {
+                name: {kind: by_store[kind][name] for kind in stores if name in by_store[kind]}
+                for name in only
+            }
+        )
     per_second = [r["per_second"] for r in runs]
     results["yardstick"] = {
         "deliveries": size.yardstick,
@@ -654,19 +671,35 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds not minutes")
-    parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="run only these")
+    parser.add_argument(
+        "--only", nargs="*", choices=sorted([*SCENARIOS, CLUSTER]), help="run only these"
+    )
     parser.add_argument(
         "--store",
         choices=sorted(STORES),
         default="sqlite",
         help="the daemon's store: sqlite (default), postgres, or both side by side",
     )
+    parser.add_argument(
+        "--nodes",
+        nargs="+",
+        type=int,
+        help="the cluster scenario with these node counts (default 1 2 3 with --only cluster)",
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
+    only = args.only or [*SCENARIOS, *([CLUSTER] if args.nodes else [])]
+    nodes = args.nodes or [1, 2, 3]
+    if (args.nodes or CLUSTER in only) and args.store == "sqlite":
+        parser.error("the cluster scenario needs --store postgres (or both)")
+    if args.nodes and CLUSTER not in only:
+        parser.error("--nodes is for the cluster scenario: add it to --only")
+    if any(n < 1 for n in nodes):
+        parser.error("--nodes: at least one node")
     import uvloop
 
     size = SMOKE if args.smoke else FULL
-    results = uvloop.run(run_all(size, args.only or list(SCENARIOS), args.store))
+    results = uvloop.run(run_all(size, only, args.store, nodes))
     text = json.dumps(results, indent=2)
     print(text)
     print(table(results), file=sys.stderr)
