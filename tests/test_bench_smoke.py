@@ -63,3 +63,32 @@ def test_throughput_runs_on_the_postgres_store(tmp_path: Path) -> None:
     if server["cpu_measured"]:
         assert figures["a_throughput"]["postgres_cpu_s_per_1000"] > 0
         assert "postgres_cpu_s_per_1000" in figures["postgres_targets"]
+
+
+def test_bench_smoke_runs_one_and_two_nodes_on_postgres(tmp_path: Path) -> None:
+    out = tmp_path / "cluster.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench.py"),
+            "--smoke",
+            "--store",
+            "postgres",
+            "--only",
+            "cluster",
+            "--nodes",
+            "1",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = json.loads(out.read_text())["cluster"]
+    assert runs["nodes_1"]["delivered_per_s"] > 0
+    assert runs["nodes_2"]["shards"] == [128, 128]
