@@ -7,11 +7,32 @@ its statement text, and so its prepared statement, the same whatever the list's 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+from convoyd.core.model import PENDING_STATUSES
 from convoyd.store import codec
-from convoyd.store.base import DeliveryQuery, EventQuery
+from convoyd.store.base import DeliveryQuery, EventQuery, StatusCounts
 from convoyd.store.where import Where
+
+# The pending statuses as literals, not bound values: the planners of both stores then use the
+# partial index on due deliveries, whose predicate is this very list (in both schemas).
+PENDING = ", ".join(sorted(f"'{s.value}'" for s in PENDING_STATUSES))
+
+# Pending deliveries and endpoints by status, in one statement answered from indexes.
+STATUS_COUNTS = (
+    "SELECT 'd' AS kind, status, count(*) AS n FROM deliveries"  # noqa: S608 - constant statuses
+    f" WHERE status IN ({PENDING}) GROUP BY status"
+    " UNION ALL SELECT 'e', status, count(*) FROM endpoints GROUP BY status"
+)
+
+
+def status_counts(rows: Iterable[codec.Row]) -> StatusCounts:
+    """The rows of STATUS_COUNTS as StatusCounts."""
+    deliveries: dict[str, int] = {}
+    endpoints: dict[str, int] = {}
+    for r in rows:
+        (deliveries if r["kind"] == "d" else endpoints)[r["status"]] = int(r["n"])
+    return StatusCounts(deliveries=deliveries, endpoints=endpoints)
 
 
 def _among(where: Where, column: str, values: Sequence[str], *, arrays: bool) -> None:

@@ -21,11 +21,10 @@ from convoyd.core.breaker import BreakerSnapshot
 from convoyd.core.model import Delivery, Endpoint
 from convoyd.errors import UnavailableError
 from convoyd.store import codec
+from convoyd.store.filters import PENDING
 from convoyd.store.pg_connections import UNREACHABLE, PgConnections, unavailable
 from convoyd.store.pg_endpoints import endpoints_where
 
-# Literal, as in pg_events: the deliveries_due partial index has this very predicate.
-_PENDING = "'processing', 'retry', 'scheduled'"
 _IN_SHARDS = "endpoint_id IN (SELECT id FROM endpoints WHERE shard_key % $1 = ANY($2::int[]))"
 
 
@@ -212,7 +211,7 @@ class PgCluster:
         low = -(2**62) if after is None else codec.to_us(after)
         rows = await self._db.fetch(
             f"SELECT {codec.DELIVERY_COLUMNS} FROM deliveries"  # noqa: S608 - constant clauses
-            f" WHERE status IN ({_PENDING}) AND next_attempt_at > $3 AND next_attempt_at <= $4"
+            f" WHERE status IN ({PENDING}) AND next_attempt_at > $3 AND next_attempt_at <= $4"
             f" AND {_IN_SHARDS} ORDER BY next_attempt_at, id",
             self.total_shards,
             list(shards),
@@ -228,7 +227,7 @@ class PgCluster:
         newest partition's primary key: cheap) and due by ``until``: the slow poll."""
         rows = await self._db.fetch(
             f"SELECT {codec.DELIVERY_COLUMNS} FROM deliveries"  # noqa: S608 - constant clauses
-            f" WHERE id > $3 AND status IN ({_PENDING}) AND next_attempt_at <= $4"
+            f" WHERE id > $3 AND status IN ({PENDING}) AND next_attempt_at <= $4"
             f" AND {_IN_SHARDS} ORDER BY id",
             self.total_shards,
             list(shards),

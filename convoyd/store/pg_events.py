@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from convoyd.core.model import PENDING_STATUSES, Attempt, Delivery, DeliveryStatus, Endpoint, Event
+from convoyd.core.model import Attempt, Delivery, DeliveryStatus, Endpoint, Event
 from convoyd.errors import NotFoundError
 from convoyd.store import codec
 from convoyd.store.base import (
@@ -30,13 +30,15 @@ from convoyd.store.base import (
     Payload,
     StatusCounts,
 )
-from convoyd.store.filters import delivery_filters, event_filters
+from convoyd.store.filters import (
+    PENDING,
+    STATUS_COUNTS,
+    delivery_filters,
+    event_filters,
+    status_counts,
+)
 from convoyd.store.pg_connections import PgConnections, Retry, columns
 from convoyd.store.pg_endpoints import read_endpoint, write_endpoint
-
-# Literal values, not bound ones, so the planner uses the deliveries_due partial index
-# (whose predicate is this very list: pg_schema.py).
-_PENDING = ", ".join(sorted(f"'{s.value}'" for s in PENDING_STATUSES))
 
 # The PostgreSQL type of every column written through unnest (pg_schema.py), for its casts.
 _PG_TYPES = {
@@ -247,15 +249,7 @@ class PgEventTables:
         return int(rows[0]["n"])
 
     async def status_counts(self) -> StatusCounts:
-        # One statement, both counts from indexes (deliveries_due, endpoints_status).
-        rows = await self._db.fetch(
-            "SELECT 'd' AS kind, status, count(*) AS n FROM deliveries"  # noqa: S608 - constant statuses
-            f" WHERE status IN ({_PENDING}) GROUP BY status"
-            " UNION ALL SELECT 'e', status, count(*) FROM endpoints GROUP BY status"
-        )
-        deliveries = {r["status"]: int(r["n"]) for r in rows if r["kind"] == "d"}
-        endpoints = {r["status"]: int(r["n"]) for r in rows if r["kind"] == "e"}
-        return StatusCounts(deliveries=deliveries, endpoints=endpoints)
+        return status_counts(await self._db.fetch(STATUS_COUNTS))
 
     async def list_attempts(
         self, delivery_id: str, *, after_number: int, limit: int
@@ -273,7 +267,7 @@ class PgEventTables:
         low = -(2**62) if after is None else codec.to_us(after)
         rows = await self._db.fetch(
             f"SELECT {codec.DELIVERY_COLUMNS} FROM deliveries"  # noqa: S608 - constant columns and statuses
-            f" WHERE status IN ({_PENDING})"
+            f" WHERE status IN ({PENDING})"
             " AND next_attempt_at > $1 AND next_attempt_at <= $2 ORDER BY next_attempt_at, id",
             low,
             codec.to_us(until),

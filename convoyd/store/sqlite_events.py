@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from convoyd.core.model import PENDING_STATUSES, Attempt, Delivery, DeliveryStatus, Endpoint, Event
+from convoyd.core.model import Attempt, Delivery, DeliveryStatus, Endpoint, Event
 from convoyd.errors import NotFoundError
 from convoyd.store import bulk, codec
 from convoyd.store.base import (
@@ -25,11 +25,14 @@ from convoyd.store.base import (
 )
 from convoyd.store.connections import SqliteConnections
 from convoyd.store.endpoint_sql import read_endpoint, write_endpoint
-from convoyd.store.filters import delivery_filters, event_filters
+from convoyd.store.filters import (
+    PENDING,
+    STATUS_COUNTS,
+    delivery_filters,
+    event_filters,
+    status_counts,
+)
 from convoyd.store.where import Where
-
-# Literal values, not bound ones, so the planner can use the deliveries_status index.
-_PENDING = ", ".join(sorted(f"'{s.value}'" for s in PENDING_STATUSES))
 
 _INSERT_EVENTS = f"INSERT INTO events ({', '.join(codec.EVENT_INSERT_NAMES)}) VALUES {{values}}"  # noqa: S608 - constant columns
 _INSERT_DELIVERIES = f"INSERT INTO deliveries ({codec.DELIVERY_COLUMNS}) VALUES {{values}}"  # noqa: S608 - constant columns
@@ -167,15 +170,7 @@ class EventTables:
         return int(rows[0]["n"])
 
     async def status_counts(self) -> StatusCounts:
-        # One statement, both counts from indexes (deliveries_status, endpoints_status).
-        rows = await self._db.fetchall(
-            "SELECT 'd' AS kind, status, count(*) AS n FROM deliveries"  # noqa: S608 - constant statuses
-            f" WHERE status IN ({_PENDING}) GROUP BY status"
-            " UNION ALL SELECT 'e', status, count(*) FROM endpoints GROUP BY status"
-        )
-        deliveries = {r["status"]: int(r["n"]) for r in rows if r["kind"] == "d"}
-        endpoints = {r["status"]: int(r["n"]) for r in rows if r["kind"] == "e"}
-        return StatusCounts(deliveries=deliveries, endpoints=endpoints)
+        return status_counts(await self._db.fetchall(STATUS_COUNTS))
 
     async def list_attempts(
         self, delivery_id: str, *, after_number: int, limit: int
@@ -191,7 +186,7 @@ class EventTables:
         low = -(2**62) if after is None else codec.to_us(after)
         rows = await self._db.fetchall(
             f"SELECT {codec.DELIVERY_COLUMNS} FROM deliveries"  # noqa: S608 - constant columns and statuses
-            f" WHERE status IN ({_PENDING})"
+            f" WHERE status IN ({PENDING})"
             " AND next_attempt_at > ? AND next_attempt_at <= ? ORDER BY next_attempt_at, id",
             (low, codec.to_us(until)),
         )

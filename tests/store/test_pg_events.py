@@ -31,7 +31,7 @@ from convoyd.core.model import (
 )
 from convoyd.errors import AlreadyExistsError, NotFoundError
 from convoyd.settings import PostgresSettings
-from convoyd.store import codec, pg_events
+from convoyd.store import codec, filters, pg_events
 from convoyd.store.base import (
     AttemptRecord,
     DeliveryQuery,
@@ -734,13 +734,13 @@ async def test_due_deliveries_and_status_counts_give_what_sqlite_gives(
 
 
 async def test_due_deliveries_use_the_partial_index(db: PgConnections) -> None:
-    assert pg_events._PENDING == "'processing', 'retry', 'scheduled'"  # as pg_schema's index
+    assert filters.PENDING == "'processing', 'retry', 'scheduled'"  # as pg_schema's index
 
     async def plan(conn: asyncpg.Connection) -> str:
         await conn.execute("SET LOCAL enable_seqscan = off")
         rows = await conn.fetch(
             "EXPLAIN SELECT id FROM deliveries"  # noqa: S608 - constant statuses
-            f" WHERE status IN ({pg_events._PENDING})"
+            f" WHERE status IN ({filters.PENDING})"
             " AND next_attempt_at > 1 AND next_attempt_at <= 2"
         )
         return "\n".join(r[0] for r in rows)
