@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from convoyd.core.shards import shard_of
 from convoyd.errors import ConvoydError
@@ -50,11 +50,8 @@ class Hooks:
     lost: Callable[[Sequence[int]], None]
     release: Callable[[Sequence[int]], Awaitable[None]]
     """Stop starting attempts there, let those in flight end, store their outcomes."""
-    heartbeat: Callable[[Heartbeat], Awaitable[None]] = field(default=lambda _: _noop())
-
-
-async def _noop() -> None:
-    return None
+    heartbeat: Callable[[Heartbeat], Awaitable[None]]
+    """After each heartbeat: store breaker states, refresh tokens."""
 
 
 class Membership:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from prometheus_client import CollectorRegistry
 
@@ -39,7 +39,6 @@ log = logging.getLogger("convoyd.cluster")
 
 POLL_INTERVAL = 2.0  # the slow poll behind the notifications
 POLL_BACK = 60.0  # how far back the poll looks for deliveries made by other nodes
-FORGET_DEAD_AFTER = 86400.0  # a node row without a heartbeat this long is removed
 
 
 class ShardedDeliveryStore:
@@ -97,7 +96,8 @@ class ClusterNode:
         self._anyone_watching = False
         self._saved_breakers: dict[str, BreakerSnapshot] = {}
         self._poll: asyncio.Task[None] | None = None
-        self.refresh_tokens: Callable[[], object] | None = None
+        # Reloads the valid API tokens (App sets it): a token one node made works on all.
+        self.refresh_tokens: Callable[[], Awaitable[None]] | None = None
         self.lag: Callable[[float], None] = lambda _: None
 
     def observe(self, registry: CollectorRegistry) -> None:
@@ -208,9 +208,7 @@ class ClusterNode:
         self._anyone_watching = beat.watching
         await self._save_breakers()
         if self.refresh_tokens is not None:
-            result = self.refresh_tokens()
-            if asyncio.iscoroutine(result):
-                await result
+            await self.refresh_tokens()
 
     async def _save_breakers(self, endpoint_ids: Sequence[str] | None = None) -> None:
         """Stores the breaker states that changed since last stored (so that a new owner
@@ -246,6 +244,5 @@ class ClusterNode:
                     held, since_id=id_floor("dl", now - POLL_BACK), until=now
                 )
                 engine.admit(recent)
-                await self._store.cluster.forget_dead_nodes(older_than=FORGET_DEAD_AFTER)
             except Exception as exc:
                 log.warning("the cluster's slow poll failed: %s", exc)

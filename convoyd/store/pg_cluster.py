@@ -25,6 +25,8 @@ from convoyd.store.filters import PENDING
 from convoyd.store.pg_connections import UNREACHABLE, PgConnections, unavailable
 from convoyd.store.pg_endpoints import endpoints_where
 
+# A node row without a heartbeat this long is removed (by any node's heartbeat).
+FORGET_DEAD_AFTER = 86400.0
 _IN_SHARDS = "endpoint_id IN (SELECT id FROM endpoints WHERE shard_key % $1 = ANY($2::int[]))"
 
 
@@ -105,6 +107,10 @@ class PgCluster:
                 "UPDATE cluster_nodes SET heartbeat_at = now(), watching = $2 WHERE node_id = $1",
                 node_id,
                 watching,
+            )
+            await conn.execute(
+                "DELETE FROM cluster_nodes WHERE heartbeat_at < now() - make_interval(secs => $1)",
+                FORGET_DEAD_AFTER,
             )
             renewed = await conn.fetch(
                 "UPDATE cluster_shards SET lease_until = now() + make_interval(secs => $2)"
@@ -188,13 +194,6 @@ class PgCluster:
             )
             for r in rows
         ]
-
-    async def forget_dead_nodes(self, *, older_than: float) -> None:
-        """Removes nodes whose last heartbeat is older than ``older_than`` seconds."""
-        await self._db.execute(
-            "DELETE FROM cluster_nodes WHERE heartbeat_at < now() - make_interval(secs => $1)",
-            older_than,
-        )
 
     # -- what a node loads for its shards -----------------------------------------------------
 
