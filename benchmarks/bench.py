@@ -12,6 +12,8 @@ its send time in each payload); CPU and peak RSS come from /proc of every convoy
 one server (benchmarks/pgbench_support.py), and adds PostgreSQL's own CPU to (a).
 ``--nodes 1 2 3`` (with ``--store postgres`` or ``both``) adds the scenario ``cluster``: that many
 convoyd nodes on one database, for each count (benchmarks/bench_cluster.py).
+``--only retention`` runs the scenario ``retention``: the accept → delivered latency with pruning
+off and on, in alternating pairs of fresh daemons (benchmarks/bench_retention.py).
 ``--store both`` runs each scenario on SQLite, then on PostgreSQL; each scenario's figures are
 then keyed by store (``results["a_throughput"]["postgres"]``), and ``postgres_over_sqlite``
 and ``postgres_targets`` compare them. With one store the layout is flat, as it always was.
@@ -49,6 +51,7 @@ PY = sys.executable
 TICKS = os.sysconf("SC_CLK_TCK")
 STORES = {"sqlite": ("sqlite",), "postgres": ("postgres",), "both": ("sqlite", "postgres")}
 CLUSTER = "cluster"  # several nodes on one PostgreSQL: benchmarks/bench_cluster.py
+RETENTION = "retention"  # latency with pruning off and on: benchmarks/bench_retention.py
 
 
 def receiver_stats(port: int, reset: bool = False) -> dict[str, Any]:
@@ -168,9 +171,15 @@ def payload(i: int) -> dict[str, Any]:
 
 
 async def offer(
-    client: Client, rate: float, seconds: float, targets: dict[str, Any], batch: int = 10
+    client: Client,
+    rate: float,
+    seconds: float,
+    targets: dict[str, Any],
+    batch: int = 10,
+    data: Callable[[int], dict[str, Any]] = payload,
 ) -> int:
-    """Sends ``rate`` events/s for ``seconds`` in small batches, on a fixed schedule."""
+    """Sends ``rate`` events/s for ``seconds`` in small batches, on a fixed schedule; event
+    ``i`` carries ``data(i)``, which must hold the send time as ``"t"`` (the receiver's clock)."""
     interval = batch / rate
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -178,7 +187,7 @@ async def offer(
     tasks = []
     while loop.time() - start < seconds:
         reqs = [
-            event_request(event_type="order.created", data=payload(sent + j), **targets)
+            event_request(event_type="order.created", data=data(sent + j), **targets)
             for j in range(batch)
         ]
         tasks.append(asyncio.create_task(client.batch_create_events(reqs)))
@@ -599,6 +608,12 @@ async def run_all(
 
                     assert postgres is not None and nodes
                     result = await run_cluster(port, postgres, nodes, smoke=size == SMOKE)
+                elif name == RETENTION:
+                    sys.path.insert(0, str(ROOT))  # benchmarks.* from a plain script run
+                    from benchmarks.bench_retention import run_retention
+
+                    on_postgres = postgres if kind == "postgres" else None
+                    result = await run_retention(port, on_postgres, smoke=size == SMOKE)
                 elif kind == "postgres":
                     assert postgres is not None
                     cpu = postgres.cpu_seconds if postgres.postmaster is not None else None
@@ -672,7 +687,10 @@ def main() -> None:
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds not minutes")
     parser.add_argument(
-        "--only", nargs="*", choices=sorted([*SCENARIOS, CLUSTER]), help="run only these"
+        "--only",
+        nargs="*",
+        choices=sorted([*SCENARIOS, CLUSTER, RETENTION]),
+        help="run only these (retention runs only when named here, cluster also with --nodes)",
     )
     parser.add_argument(
         "--store",

@@ -53,12 +53,13 @@ from convoyd.portal.context import PortalServices
 from convoyd.portal.routes import enter_url
 from convoyd.readiness import StoreReadiness
 from convoyd.reload import Certificates, effective, restart_only_changes
+from convoyd.retention import Retention
 from convoyd.service.deliveries import DeliveryManager
 from convoyd.service.endpoints import EndpointManager
 from convoyd.service.events import EventManager
 from convoyd.service.feed import WorkFeed
 from convoyd.service.portal import PortalManager
-from convoyd.settings import DeliverySettings, Settings, sender_workers
+from convoyd.settings import DeliverySettings, Settings, idempotency_window, sender_workers
 from convoyd.store.base import DeliveryStore, Store
 from convoyd.store.factory import make_store
 from convoyd.systemd import Notifier, watchdog
@@ -188,12 +189,7 @@ class App:
             rng=self.rng,
             session_lifetime=settings.portal.session_lifetime,
         )
-        self.metrics.observe_engine(
-            in_flight=lambda: self.engine.in_flight,
-            waiting=self.engine.queued,
-            breakers=self.engine.breaker_counts,
-        )
-        self.metrics.observe_store(self.store.status_counts)
+        self._observe_engine_and_store()
         self.grpc_server: grpc.aio.Server | None = None
         self.http_runner: web.AppRunner | None = None
         self.grpc_address = ""
@@ -204,9 +200,23 @@ class App:
         )
         if self.node is not None:
             self.node.observe(self.metrics.registry)
+        self.retention = Retention(
+            self.store,
+            settings=lambda: self.settings.retention,
+            clock=clock,
+            metrics=self.metrics,
+        )
         self._serving = False
         self._stopped = asyncio.Event()
         self._engine_started = False
+
+    def _observe_engine_and_store(self) -> None:
+        self.metrics.observe_engine(
+            in_flight=lambda: self.engine.in_flight,
+            waiting=self.engine.queued,
+            breakers=self.engine.breaker_counts,
+        )
+        self.metrics.observe_store(self.store.status_counts)
 
     def _build_feed(self) -> WorkFeed:
         if self.node is not None:
@@ -243,7 +253,7 @@ class App:
             clock=self.clock,
             rng=self.fast_rng,
             max_payload_bytes=delivery.max_payload_bytes,
-            idempotency_window=delivery.idempotency_window,
+            idempotency_window=idempotency_window(self.settings),
             feed=feed,
             metrics=self.metrics,
         )
@@ -295,6 +305,7 @@ class App:
         self._serving = True
         await self._set_health(serving=True)
         self.readiness.start()
+        self.retention.start()
         self._write_run_file()
         log.info(
             "convoyd %s serving",
@@ -410,6 +421,7 @@ class App:
         after the restart (at-least-once), so the unit's TimeoutStopSec only needs a margin."""
         self._serving = False
         await self.readiness.stop()
+        await self.retention.stop()
         self.notifier.stopping(f"draining; {self.engine.in_flight} attempts in flight")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_grace
@@ -475,7 +487,7 @@ class App:
         self.sender.set_allow_cidrs(delivery.allow_cidrs)
         self.events.set_limits(
             max_payload_bytes=delivery.max_payload_bytes,
-            idempotency_window=delivery.idempotency_window,
+            idempotency_window=idempotency_window(new),
         )
         self.engine.set_limits(
             max_in_flight=delivery.max_in_flight,

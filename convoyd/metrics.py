@@ -34,9 +34,11 @@ from prometheus_client.registry import Collector
 from convoyd import __version__
 from convoyd.core.breaker import BreakerState
 from convoyd.core.model import PENDING_STATUSES, AttemptResult, DeliveryStatus, EndpointStatus
-from convoyd.store.base import IngestWrite, StatusCounts
+from convoyd.store.base import IngestWrite, Pruned, StatusCounts
 
 log = logging.getLogger(__name__)
+
+PRUNED_KINDS = ("events", "deliveries", "attempts", "idempotency_keys")
 
 # A webhook answers in a few ms when it only enqueues, in seconds when it works inline;
 # endpoint timeouts go up to 60 s (default 15 s).
@@ -192,6 +194,7 @@ class Metrics:
         self._counts_max_age = counts_max_age
         self._define_delivery(registry)
         self._define_control_plane(registry)
+        self._define_retention(registry)
         Gauge(
             "convoyd_build_info", "convoyd's version (always 1).", ["version"], registry=registry
         ).labels(version).set(1)
@@ -285,6 +288,35 @@ class Metrics:
             registry=registry,
         )
 
+    def _define_retention(self, registry: CollectorRegistry) -> None:
+        self.retention_pruned = Counter(
+            "convoyd_retention_pruned",
+            "Rows removed by retention, by kind: events, deliveries, attempts, idempotency_keys.",
+            ["kind"],
+            registry=registry,
+        )
+        self.retention_partitions = Counter(
+            "convoyd_retention_partitions_dropped",
+            "Day partitions of events, deliveries or attempts dropped whole (PostgreSQL).",
+            registry=registry,
+        )
+        self.retention_last_run = Gauge(
+            "convoyd_retention_last_run_timestamp_seconds",
+            "When the last retention run ended (Unix time); 0 before the first.",
+            registry=registry,
+        )
+        self.retention_duration = Gauge(
+            "convoyd_retention_last_run_duration_seconds",
+            "How long the last retention run took.",
+            registry=registry,
+        )
+        self.store_size = Gauge(
+            "convoyd_store_size_bytes",
+            "The store's size on disk: SQLite's database file and WAL; on PostgreSQL convoyd's"
+            " tables with their indexes (read every minute at most).",
+            registry=registry,
+        )
+
     def _resolve_children(self) -> None:
         # Children resolved once: the hot path is a dict lookup and an increment.
         self._outcomes = {o: self.deliveries.labels(o) for o in FINAL_OUTCOMES}
@@ -299,6 +331,7 @@ class Metrics:
             (AttemptResult.BLOCKED, "none"),
         ):
             self._attempt_child(result.value, cls)
+        self._pruned = {k: self.retention_pruned.labels(k) for k in PRUNED_KINDS}
         self._grpc_children: dict[tuple[str, str], Counter] = {}
         self._grpc_durations: dict[str, Histogram] = {}
 
@@ -389,6 +422,15 @@ class Metrics:
             self.events_ingested.inc(events)
         if discarded:
             self._outcomes["discarded"].inc(discarded)
+
+    def pruned(self, step: Pruned) -> None:
+        """One step of a retention run."""
+        for kind, child in self._pruned.items():
+            n = getattr(step, kind)
+            if n:
+                child.inc(n)
+        if step.partitions:
+            self.retention_partitions.inc(step.partitions)
 
     def rate_limited(self) -> None:
         self.rate_limit_waits.inc()

@@ -1,7 +1,8 @@
 """What a SIGHUP reload may change in a running daemon, and the gRPC certificates it swaps.
 
 Reloadable: log level and format, the SSRF allow-list, payload and concurrency limits, the
-idempotency window, shutdown_grace, and the gRPC listener's certificate, key and client CA
+idempotency window, the retention period and interval (from the next run), shutdown_grace,
+and the gRPC listener's certificate, key and client CA
 (new connections get them; established ones keep theirs). Everything else names a resource
 the daemon holds (listening sockets, the data directory) or shapes state built at start, so
 it needs a restart; a reload says which of those changed and leaves them as they were.

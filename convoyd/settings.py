@@ -284,6 +284,37 @@ class ClusterSettings:
             raise ConfigError("cluster.shards must be between 1 and 4096")
 
 
+DEFAULT_RETENTION_PERIOD = 30 * 86400.0
+DEFAULT_RETENTION_INTERVAL = 3600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetentionSettings:
+    """How long ended events are kept ([retention] section, CONVOYD_RETENTION_* variables);
+    docs/operations.md, "Retention"."""
+
+    period: float = DEFAULT_RETENTION_PERIOD
+    """Seconds an event is kept once created; after that it goes, with its deliveries and
+    attempts, as soon as every one of its deliveries has ended (success, failure, discarded).
+    A delivery still waiting keeps its event whole. 0 keeps everything forever."""
+    interval: float = DEFAULT_RETENTION_INTERVAL
+    """Seconds between pruning runs."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.period <= 100 * 365 * 86400:
+            raise ConfigError("retention.period must be between 0 (keep forever) and 100 years")
+        if not 1 <= self.interval <= 7 * 86400:
+            raise ConfigError("retention.interval must be between 1 second and 7 days")
+
+
+def idempotency_window(settings: Settings) -> float:
+    """The window idempotency keys match in: delivery.idempotency_window, cut to the retention
+    period when that is shorter (a key cannot outlive the event it names)."""
+    window = settings.delivery.idempotency_window
+    period = settings.retention.period
+    return min(window, period) if period > 0 else window
+
+
 def sender_workers(configured: int) -> int:
     """How many sender processes to start for ``delivery.sender_workers``."""
     if configured >= 0:
@@ -335,6 +366,8 @@ class Settings:
     """The PostgreSQL store ([postgres] section, CONVOYD_POSTGRES_* variables)."""
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     """Nodes sharing one PostgreSQL ([cluster] section, CONVOYD_CLUSTER_* variables)."""
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    """Pruning of old events ([retention] section, CONVOYD_RETENTION_* variables)."""
 
     def __post_init__(self) -> None:
         if self.store not in STORES:
@@ -370,6 +403,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "http_server": HttpServerSettings,
     "postgres": PostgresSettings,
     "cluster": ClusterSettings,
+    "retention": RetentionSettings,
 }
 
 

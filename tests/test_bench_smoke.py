@@ -92,3 +92,35 @@ def test_bench_smoke_runs_one_and_two_nodes_on_postgres(tmp_path: Path) -> None:
     runs = json.loads(out.read_text())["cluster"]
     assert runs["nodes_1"]["delivered_per_s"] > 0
     assert runs["nodes_2"]["shards"] == [128, 128]
+
+
+def test_retention_runs_pruning_off_and_on_on_sqlite(tmp_path: Path) -> None:
+    out = tmp_path / "retention.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench.py"),
+            "--smoke",
+            "--only",
+            "retention",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())["retention"]
+    for config in ("off", "on"):
+        assert figures[config]["delivered_of_sent"] == 1.0, figures
+        assert 0 < figures[config]["p50_ms"] <= figures[config]["p99_ms"], figures
+        assert figures[config]["store_bytes_end"] > 0, figures
+    # Pruning ran inside the measured window with it on, and never with it off.
+    assert min(figures["on"]["events_pruned_in_window"]) > 0, figures
+    assert figures["off"]["events_pruned_in_window"] == [0], figures
+    ratio = figures["p99_ratio"]
+    assert ratio["value"] > 0 and ratio["target_max"] == 1.2, figures
+    assert ratio["met"] is None  # a smoke window is too short to judge

@@ -67,6 +67,9 @@ def test_env_overrides_file_and_flags_override_env(tmp_path: Path) -> None:
         ("[delivery]\nmax_slow_in_flight = 0\n", {}, "delivery.max_slow_in_flight"),
         ("", {"CONVOYD_GRPC_LISTNE": "127.0.0.1:1"}, "unknown variable CONVOYD_GRPC_LISTNE"),
         ("[tls]\ncert_file = '/x.pem'\n", {}, "set together"),
+        ("[retention]\nperiod = -1\n", {}, "retention.period must be between 0"),
+        ("", {"CONVOYD_RETENTION_INTERVAL": "0.5"}, "retention.interval must be between 1"),
+        ("", {"CONVOYD_RETENTION_PERIOD": "a month"}, "CONVOYD_RETENTION_PERIOD"),
     ],
 )
 def test_mistakes_are_named(tmp_path: Path, toml: str, env: dict[str, str], message: str) -> None:
@@ -82,3 +85,25 @@ def test_remote_listen_is_allowed_when_asked_for(tmp_path: Path) -> None:
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         settings.load(tmp_path / "absent.toml", env={})
+
+
+@pytest.mark.parametrize(
+    ("env", "period", "interval", "window"),
+    [
+        ({}, 30 * 86400, 3600, 86400),
+        ({"CONVOYD_RETENTION_PERIOD": "3", "CONVOYD_RETENTION_INTERVAL": "1"}, 3, 1, 3),
+        ({"CONVOYD_RETENTION_PERIOD": "0"}, 0, 3600, 86400),  # kept forever: the window as set
+        (
+            {"CONVOYD_RETENTION_PERIOD": "600", "CONVOYD_DELIVERY_IDEMPOTENCY_WINDOW": "60"},
+            600,
+            3600,
+            60,
+        ),
+    ],
+)
+def test_retention_and_the_idempotency_window_it_caps(
+    env: dict[str, str], period: float, interval: float, window: float
+) -> None:
+    s = settings.load(env=env)
+    assert (s.retention.period, s.retention.interval) == (period, interval)
+    assert settings.idempotency_window(s) == window

@@ -6,7 +6,7 @@ instances on one database) can be added without touching the service layer or th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -150,6 +150,17 @@ class StatusCounts:
     endpoints: Mapping[str, int]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pruned:
+    """What one step of retention removed (docs/operations.md, "Retention")."""
+
+    events: int = 0
+    deliveries: int = 0
+    attempts: int = 0
+    idempotency_keys: int = 0
+    partitions: int = 0  # PostgreSQL: partitions dropped whole (their rows counted above)
+
+
 class DeliveryStore(Protocol):
     """The part of the store the delivery engine and its recorder use: a single node's
     whole store, or a cluster node's view of the shards it holds (convoyd/cluster/node.py)."""
@@ -282,3 +293,20 @@ class Store(Protocol):
 
     async def end_portal_session(self, session_hash: bytes, *, now: float) -> None:
         """Revokes one session (sign out); unknown sessions are ignored."""
+
+    # -- retention --------------------------------------------------------------------------
+
+    def prune(self, *, now: float, period: float, batch: int) -> AsyncIterator[Pruned]:
+        """Removes every event created more than ``period`` seconds before ``now`` whose
+        deliveries have all ended (success, failure, discarded), with its deliveries and
+        attempts, and the idempotency keys that old; yields what each step removed. A step is
+        one short transaction of at most about ``batch`` events, so ingest and delivery go on
+        between steps; an event with a delivery still waiting is kept whole, and a delivery
+        moved back to waiting (RetryDelivery) while a step runs is never removed. Freed space
+        is then given back or kept for reuse (SQLite: incremental vacuum; PostgreSQL: whole
+        partitions dropped, VACUUM after row deletes). On a shared PostgreSQL one node prunes
+        at a time; the others' runs yield nothing."""
+
+    async def size_bytes(self) -> int:
+        """The store's size on disk in bytes (SQLite: the database file and its WAL;
+        PostgreSQL: convoyd's tables, their indexes and TOAST)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from convoyd.errors import UnavailableError
+from convoyd.store.checkpointer import Checkpointer
 from convoyd.store.migrations import LATEST, MIGRATIONS
 from convoyd.store.reader import Reader
 from convoyd.store.writer import Writer, connect
@@ -25,7 +26,9 @@ DB_FILE = "convoyd.db"
 
 def apply_migrations(path: Path) -> int:
     """Brings the schema to the latest version; returns how many migrations ran."""
-    conn = connect(path)
+    # A database made now lets retention give freed pages back to the file system
+    # (sqlite_retention.py); one made by an older convoyd keeps reusing them instead.
+    conn = connect(path, new=not path.exists() or path.stat().st_size == 0)
     try:
         version: int = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > LATEST:
@@ -55,13 +58,16 @@ class SqliteConnections:
         self.path = data_dir / DB_FILE
         self._writer = Writer(self.path)
         self._reader = Reader(self.path)
+        self._checkpointer = Checkpointer(self.path)
 
     async def open(self) -> None:
         await asyncio.to_thread(apply_migrations, self.path)
         self._writer.start()
         self._reader.start()
+        self._checkpointer.start()
 
     async def close(self) -> None:
+        await self._checkpointer.stop()
         await self._writer.stop()
         await self._reader.stop()
 

@@ -26,7 +26,7 @@ a statement (a snapshot) of its own after that.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from convoyd.core.model import (
     Attempt,
@@ -38,6 +38,7 @@ from convoyd.core.model import (
     PortalSession,
 )
 from convoyd.settings import PostgresSettings
+from convoyd.store import pg_retention
 from convoyd.store.base import (
     ApiToken,
     AttemptRecord,
@@ -52,6 +53,7 @@ from convoyd.store.base import (
     Payload,
     PortalLinkEdit,
     PortalOpen,
+    Pruned,
     StatusCounts,
 )
 from convoyd.store.pg_cluster import PgCluster
@@ -199,3 +201,12 @@ class PostgresStore:
 
     async def end_portal_session(self, session_hash: bytes, *, now: float) -> None:
         await self._portal.end_portal_session(session_hash, now=now)
+
+    # -- retention --------------------------------------------------------------------------
+
+    def prune(self, *, now: float, period: float, batch: int) -> AsyncIterator[Pruned]:
+        """Store.prune: whole day partitions dropped, the rest by rows (pg_retention.py)."""
+        return pg_retention.prune(self._db, now=now, period=period, batch=batch)
+
+    async def size_bytes(self) -> int:
+        return await pg_retention.size_bytes(self._db)

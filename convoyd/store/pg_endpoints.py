@@ -66,6 +66,22 @@ _WITH_SECRETS = (
 )
 
 _GET_WITH_SECRETS = _WITH_SECRETS.format(where="WHERE id = $1", limit="1")
+
+# delete_endpoint's statements, in this order, each with a snapshot of its own (READ COMMITTED).
+# Deleting the endpoint row cascades to its secrets, breaker and deliveries; attempts have no
+# foreign key (pg_schema.py), so those of its deliveries are deleted before, found through
+# deliveries_endpoint and each attempts partition's primary key. First the endpoint is locked,
+# which holds off new deliveries of it (an ingest's FOR KEY SHARE, a delivery's foreign key
+# check); then its deliveries, which waits for every record() in flight that has updated one
+# (record writes an attempt only for a delivery it has locked so) and makes the later ones find
+# the delivery gone. The attempts delete that follows thus sees every attempt of them.
+_LOCK_ENDPOINT_ROW = "SELECT 1 FROM endpoints WHERE id = $1 FOR UPDATE"
+_LOCK_ENDPOINT_DELIVERIES = (
+    "SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE endpoint_id = $1 FOR UPDATE) AS locked"
+)
+_DELETE_ENDPOINT_ATTEMPTS = (
+    "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE endpoint_id = $1)"
+)
 _TOKEN_COLUMNS = "id, name, token_hash, created_at, revoked_at"  # noqa: S105 - column names
 
 
@@ -196,12 +212,13 @@ class PgEndpointTables:
         return await self._db.transaction(job)
 
     async def delete_endpoint(self, endpoint_id: str) -> None:
-        # Secrets, deliveries and their attempts go with it (ON DELETE CASCADE). A
-        # transaction, so that a deadlock with a delivery's update is retried.
+        # A transaction, so that a deadlock with a delivery's update is retried.
         async def job(conn: asyncpg.Connection) -> None:
-            status = await conn.execute("DELETE FROM endpoints WHERE id = $1", endpoint_id)
-            if status == "DELETE 0":
+            if await conn.fetchval(_LOCK_ENDPOINT_ROW, endpoint_id) is None:
                 raise NotFoundError(f"endpoint {endpoint_id} not found")
+            await conn.execute(_LOCK_ENDPOINT_DELIVERIES, endpoint_id)
+            await conn.execute(_DELETE_ENDPOINT_ATTEMPTS, endpoint_id)
+            await conn.execute("DELETE FROM endpoints WHERE id = $1", endpoint_id)
 
         await self._db.transaction(job)
 

@@ -3,7 +3,9 @@
 The behaviour is sqlite_events.py's; what differs is concurrency. There is no single writer:
 ingest locks the endpoints it routes to (FOR KEY SHARE) and claims idempotency keys through
 the idempotency_keys primary key, and read-modify-writes lock their rows FOR UPDATE, delivery
-before endpoint. Batches are one statement over arrays (unnest), one round trip each.
+before endpoint. Batches are one statement over arrays (unnest), one round trip each. No
+foreign key ties an attempt to its delivery (pg_schema.py): record() writes an attempt only
+for a delivery it updates in the same statement.
 """
 
 from __future__ import annotations
@@ -117,14 +119,23 @@ _INSERT_INGEST = (
     " RETURNING key"
 )
 
-# The delivery (and so its attempts) may have gone with its endpoint while the attempt was
-# in flight: such an attempt is skipped instead of failing the whole batch. A batch retried
-# after a lost connection may repeat an attempt: DO NOTHING.
-_RECORD = (
-    f"WITH new_attempts AS (INSERT INTO attempts ({codec.ATTEMPT_COLUMNS})"  # noqa: S608 - constant columns
+# An attempt is written only for a delivery the same statement updates. The delivery may have
+# gone with its endpoint while the attempt was in flight: such an attempt is skipped instead of
+# failing the whole batch. No foreign key checks that (pg_schema.py), and a check against the
+# statement's snapshot (EXISTS) would race with delete_endpoint: a delivery whose delete
+# commits after the snapshot still looks present, and its attempt would outlive it. The
+# UPDATE's own row lock is the check instead, at no extra cost: it waits for a concurrent
+# delete to end and skips the row that delete removed; once taken, it makes delete_endpoint
+# wait for this batch to commit, and then delete the attempt with the others (pg_endpoints.py).
+# A batch retried after a lost connection may repeat an attempt: DO NOTHING.
+_ATTEMPTS_OF_UPDATED = (
+    f" INSERT INTO attempts ({codec.ATTEMPT_COLUMNS})"  # noqa: S608 - constant columns
     f" SELECT * FROM {_unnest(codec.ATTEMPT_NAMES)} AS u({codec.ATTEMPT_COLUMNS})"
-    " WHERE EXISTS (SELECT 1 FROM deliveries AS d WHERE d.id = u.delivery_id)"
-    " ON CONFLICT DO NOTHING) " + _update_deliveries(len(codec.ATTEMPT_NAMES) + 1)
+    " WHERE u.delivery_id IN (SELECT id FROM updated) ON CONFLICT DO NOTHING"
+)
+_RECORD = (
+    f"WITH updated AS ({_update_deliveries(len(codec.ATTEMPT_NAMES) + 1)} RETURNING d.id)"
+    + _ATTEMPTS_OF_UPDATED
 )
 _UPDATE_DELIVERIES = _update_deliveries(1)
 
@@ -137,13 +148,8 @@ _RECORD_FENCED = (
     f" unnest(${_FENCE_AT}::text[], ${_FENCE_AT + 1}::int[], ${_FENCE_AT + 2}::bigint[])"
     " AS f(id, shard, epoch) JOIN cluster_shards AS s ON s.shard = f.shard"
     f" AND s.epoch = f.epoch AND s.node_id = ${_FENCE_AT + 3}),"
-    f" new_attempts AS (INSERT INTO attempts ({codec.ATTEMPT_COLUMNS})"
-    f" SELECT * FROM {_unnest(codec.ATTEMPT_NAMES)} AS u({codec.ATTEMPT_COLUMNS})"
-    " WHERE u.delivery_id IN (SELECT id FROM held)"
-    " AND EXISTS (SELECT 1 FROM deliveries AS d WHERE d.id = u.delivery_id)"
-    " ON CONFLICT DO NOTHING) "
-    + _update_deliveries(len(codec.ATTEMPT_NAMES) + 1)
-    + " AND u.id IN (SELECT id FROM held)"
+    f" updated AS ({_update_deliveries(len(codec.ATTEMPT_NAMES) + 1)}"
+    " AND u.id IN (SELECT id FROM held) RETURNING d.id)" + _ATTEMPTS_OF_UPDATED
 )
 
 # Which shard, at which epoch, this node holds an endpoint's deliveries in; None: not held.

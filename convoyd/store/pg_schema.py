@@ -15,6 +15,14 @@ the primary key is the partition key (no global index needed), and retention dro
 partitions instead of deleting rows. Attempts are partitioned by their delivery's id, so a
 day's events, deliveries and attempts leave together. A DEFAULT partition of each takes any
 row whose id lies outside the partitions made (a clock far off); it is normally empty.
+
+Attempts are tied to their delivery by code, not by a foreign key (migration 3 drops the one
+migration 1 made): a partition of a referenced table cannot be dropped, only detached, and the
+detach checks that no attempt refers to the day's deliveries, a join over the whole day made
+while the parents are locked, far too long for a real day. So whatever deletes deliveries
+deletes their attempts in the same transaction (pg_endpoints.delete_endpoint, pg_retention's
+row deletes; a day's drop takes its attempts partition), and record() writes an attempt only
+for a delivery whose row it updates, and so locks, in the same statement (pg_events.py).
 """
 
 from __future__ import annotations
@@ -119,6 +127,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " WHERE status IN ('processing', 'retry', 'scheduled')",
         "CREATE INDEX deliveries_status ON deliveries (status, id)",
         "CREATE TABLE deliveries_default PARTITION OF deliveries DEFAULT",
+        # (Migration 3 drops the foreign key to deliveries: see the module docstring.)
         """
         CREATE TABLE attempts (
             id                      text COLLATE "C" NOT NULL,
@@ -208,6 +217,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 3: attempts lose their foreign key to deliveries, so that retention can drop a day's
+    # deliveries partition instead of detaching it (module docstring). The partitions' copies
+    # of the constraint go with it. An attempt that a node still running an older convoyd
+    # leaves behind meanwhile (its delete_endpoint relied on the cascade) names no delivery;
+    # attempts are read only through their delivery, so none shows it, and it leaves with its
+    # day.
+    ("ALTER TABLE attempts DROP CONSTRAINT IF EXISTS attempts_delivery_id_fkey",),
 )
 
 LATEST = len(MIGRATIONS)

@@ -8,7 +8,7 @@ sessions (portal_sql.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from convoyd.core.model import (
@@ -20,6 +20,7 @@ from convoyd.core.model import (
     PortalLink,
     PortalSession,
 )
+from convoyd.store import sqlite_retention
 from convoyd.store.base import (
     ApiToken,
     AttemptRecord,
@@ -34,6 +35,7 @@ from convoyd.store.base import (
     Payload,
     PortalLinkEdit,
     PortalOpen,
+    Pruned,
     StatusCounts,
 )
 from convoyd.store.connections import DB_FILE, SqliteConnections, apply_migrations
@@ -175,3 +177,11 @@ class SqliteStore:
 
     async def end_portal_session(self, session_hash: bytes, *, now: float) -> None:
         await self._portal.end_portal_session(session_hash, now=now)
+
+    # -- retention ----------------------------------------------------------------------------
+
+    def prune(self, *, now: float, period: float, batch: int) -> AsyncIterator[Pruned]:
+        return sqlite_retention.prune(self._db, now=now, period=period, batch=batch)
+
+    async def size_bytes(self) -> int:
+        return sqlite_retention.size_bytes(self._db)

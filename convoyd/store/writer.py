@@ -22,10 +22,15 @@ from convoyd.store.jobs import Job, JobThread, Result
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+# Pages of WAL past which the writer checkpoints in its own commit all the same (about 16 MiB
+# of 4 KiB pages): reached only if the checkpointer thread (checkpointer.py) stops keeping up.
+WRITER_AUTOCHECKPOINT = 4_000
 
-def connect(path: Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
+
+def connect(path: Path, *, busy_timeout_ms: int = 5000, new: bool = False) -> sqlite3.Connection:
     """A connection with convoyd's pragmas: WAL, FULL sync, foreign keys, a busy timeout,
-    and rows that are read by column name (``sqlite3.Row``).
+    and rows that are read by column name (``sqlite3.Row``). ``new``: the file is empty, and
+    is made with ``auto_vacuum = INCREMENTAL`` (possible only before WAL mode is set).
 
     synchronous=FULL with WAL makes every commit durable across power loss, which is what
     "accepted = durable" (docs/architecture.md §2, the delivery promise) needs; group commit
@@ -34,6 +39,8 @@ def connect(path: Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    if new:
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -60,7 +67,11 @@ class Writer(JobThread):
         self._path = path
 
     def start(self) -> None:
-        self._start(connect(self._path))
+        conn = connect(self._path)
+        # The checkpointer thread copies the WAL back (checkpointer.py); this connection does
+        # so in a commit only past a high mark, should that thread fall behind.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}")
+        self._start(conn)
 
     def _execute(self, conn: sqlite3.Connection, batch: list[Job]) -> list[Result]:
         results: list[Result] = []

@@ -1,5 +1,6 @@
-"""The PostgreSQL store's setup on a real server: nodes starting at once migrate once, the
-coming days' partitions exist, and commits are durable whatever the database's default."""
+"""The PostgreSQL store's setup on a real server: nodes starting at once migrate once, a
+database an older convoyd made is brought up to date, the coming days' partitions exist, and
+commits are durable whatever the database's default."""
 
 from __future__ import annotations
 
@@ -7,10 +8,22 @@ import asyncio
 import time
 
 import asyncpg
+import pytest
 
+from convoyd.core.model import DeliveryStatus
 from convoyd.settings import PostgresSettings
 from convoyd.store import pg_schema
+from convoyd.store.base import IngestNeeds
+from convoyd.store.pg import PostgresStore
 from convoyd.store.pg_connections import DAYS_AHEAD, PgConnections
+from tests.store.contract_data import endpoint, event_write, outcome
+
+# Every foreign key on attempts (its partitions' copies included) or naming deliveries.
+_ATTEMPT_KEYS = (
+    "SELECT conname, conrelid::regclass::text AS on_table FROM pg_constraint WHERE contype = 'f'"
+    " AND (conrelid IN (SELECT relid FROM pg_partition_tree('attempts'))"
+    " OR confrelid IN (SELECT relid FROM pg_partition_tree('deliveries')))"
+)
 
 
 async def test_nodes_starting_at_once_apply_each_migration_once(postgres_dsn: str) -> None:
@@ -22,6 +35,44 @@ async def test_nodes_starting_at_once_apply_each_migration_once(postgres_dsn: st
         assert [r["version"] for r in rows] == list(range(1, pg_schema.LATEST + 1))
     finally:
         await asyncio.gather(*(n.close() for n in nodes))
+
+
+async def test_migration_3_drops_the_foreign_key_of_attempts_on_a_database_at_version_2(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database as a convoyd of schema version 2 leaves it: partitions made, rows stored.
+    monkeypatch.setattr(pg_schema, "LATEST", 2)
+    old = PostgresStore(PostgresSettings(dsn=postgres_dsn))
+    await old.open()
+    try:
+        ep = endpoint()
+        await old.insert_endpoint(ep)
+        w = event_write([ep])
+        await old.ingest(IngestNeeds(), lambda _: [w])
+        (d,) = w.deliveries
+        await old.record([outcome(d, 1, DeliveryStatus.RETRY)])
+    finally:
+        await old.close()
+    monkeypatch.undo()
+    admin = await asyncpg.connect(postgres_dsn)
+    try:
+        tomorrow = pg_schema.day_start(time.time()) + pg_schema.DAY
+        deliveries_of_tomorrow = pg_schema.partition_ddl("deliveries", "dl", tomorrow)[0]
+        assert {r["on_table"] for r in await admin.fetch(_ATTEMPT_KEYS)} >= {"attempts"}
+        with pytest.raises(asyncpg.DependentObjectsStillExistError):
+            await admin.execute(f"DROP TABLE {deliveries_of_tomorrow}")
+
+        db = PgConnections(PostgresSettings(dsn=postgres_dsn))
+        await db.open(maintain=False)
+        await db.close()
+
+        assert db.migrations_applied == 1
+        assert await admin.fetch(_ATTEMPT_KEYS) == []
+        # What was stored stays; a deliveries partition can now be dropped on its own.
+        assert await admin.fetchval("SELECT count(*) FROM attempts WHERE delivery_id = $1", d.id)
+        await admin.execute(f"DROP TABLE {deliveries_of_tomorrow}")
+    finally:
+        await admin.close()
 
 
 async def test_partitions_from_yesterday_to_days_ahead_exist(postgres_dsn: str) -> None:

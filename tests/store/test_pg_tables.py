@@ -1,5 +1,6 @@
 """The PostgreSQL endpoint and portal tables for real, each test on a fresh database: the same
-results as the SQLite store for the same input, and no lost update under concurrency.
+results as the SQLite store for the same input, no lost update under concurrency, and no
+attempt outliving its delivery when an endpoint is deleted while its attempts are recorded.
 
 The server is the suite's own (tests/pgserver.py; $CONVOYD_TEST_POSTGRES_DSN names another).
 """
@@ -10,10 +11,11 @@ import asyncio
 import dataclasses
 import random
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar, cast
 
+import asyncpg
 import pytest
 
 from convoyd.core.model import (
@@ -36,12 +38,15 @@ from convoyd.errors import FailedPreconditionError, NotFoundError, Unauthenticat
 from convoyd.service.portal import DEAD_LINK
 from convoyd.settings import PostgresSettings
 from convoyd.store import codec
-from convoyd.store.base import ApiToken, EndpointEdit, PortalLinkEdit, PortalOpen
+from convoyd.store.base import ApiToken, AttemptRecord, EndpointEdit, PortalLinkEdit, PortalOpen
 from convoyd.store.pg_connections import PgConnections
 from convoyd.store.pg_endpoints import PgEndpointTables
+from convoyd.store.pg_events import PgEventTables
 from convoyd.store.pg_portal import PgPortalTables
 from convoyd.store.portal_sql import SESSION_KEEP_AFTER_EXPIRY
 from convoyd.store.sqlite import SqliteStore
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -273,24 +278,26 @@ async def _count(db: PgConnections, table: str) -> int:
     return n
 
 
-async def test_delete_cascades_to_secrets_deliveries_and_attempts(
+_INSERT_DELIVERY = (
+    f"INSERT INTO deliveries ({codec.DELIVERY_COLUMNS})"  # noqa: S608 - constant columns
+    f" VALUES ({', '.join(f'${n}' for n in range(1, len(codec.DELIVERY_NAMES) + 1))})"
+)
+_INSERT_ATTEMPT = (
+    f"INSERT INTO attempts ({codec.ATTEMPT_COLUMNS})"  # noqa: S608 - constant columns
+    f" VALUES ({', '.join(f'${n}' for n in range(1, len(codec.ATTEMPT_NAMES) + 1))})"
+)
+
+
+async def test_delete_takes_secrets_deliveries_and_attempts(
     db: PgConnections, endpoints: PgEndpointTables, sqlite: SqliteStore
 ) -> None:
     gone, kept = endpoint(1, secret_count=3), endpoint(2, secret_count=1)
     for ep in (gone, kept):
         await endpoints.insert_endpoint(ep)
-    insert_delivery = (
-        f"INSERT INTO deliveries ({codec.DELIVERY_COLUMNS})"  # noqa: S608 - constant columns
-        f" VALUES ({', '.join(f'${n}' for n in range(1, len(codec.DELIVERY_NAMES) + 1))})"
-    )
-    insert_attempt = (
-        f"INSERT INTO attempts ({codec.ATTEMPT_COLUMNS})"  # noqa: S608 - constant columns
-        f" VALUES ({', '.join(f'${n}' for n in range(1, len(codec.ATTEMPT_NAMES) + 1))})"
-    )
     for n, ep in ((1, gone), (2, gone), (3, kept)):
         delivery = _delivery(n, ep.id)
-        await db.execute(insert_delivery, *codec.delivery_to_row(delivery))
-        await db.execute(insert_attempt, *codec.attempt_to_row(_attempt(delivery.id)))
+        await db.execute(_INSERT_DELIVERY, *codec.delivery_to_row(delivery))
+        await db.execute(_INSERT_ATTEMPT, *codec.attempt_to_row(_attempt(delivery.id)))
 
     await endpoints.delete_endpoint(gone.id)
     assert (await _count(db, "endpoints"), await _count(db, "endpoint_secrets")) == (1, 1)
@@ -298,6 +305,85 @@ async def test_delete_cascades_to_secrets_deliveries_and_attempts(
     assert await endpoints.get_endpoint(kept.id) == kept
     with pytest.raises(NotFoundError, match=f"endpoint {gone.id} not found"):
         await endpoints.delete_endpoint(gone.id)
+
+
+class _HeldOpen:
+    """Stands in for PgConnections: runs each job on ``conn`` inside the transaction the test
+    opened there, so that the test decides when the store's writes commit."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def transaction(self, job: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        return await job(self._conn)
+
+
+def _held_open(conn: asyncpg.Connection) -> PgConnections:
+    return cast(PgConnections, _HeldOpen(conn))
+
+
+async def _lock_waiters(conn: asyncpg.Connection, count: int) -> None:
+    """Returns once ``count`` other sessions of this database wait for a lock."""
+    for _ in range(1000):
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        if waiting >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"fewer than {count} sessions came to wait for a lock")
+
+
+async def _one_delivery(db: PgConnections, endpoints: PgEndpointTables) -> AttemptRecord:
+    """An endpoint with one delivery, and the outcome of that delivery's first attempt."""
+    ep = endpoint(1)
+    await endpoints.insert_endpoint(ep)
+    delivery = _delivery(1, ep.id)
+    await db.execute(_INSERT_DELIVERY, *codec.delivery_to_row(delivery))
+    return AttemptRecord(attempt=_attempt(delivery.id), delivery=delivery)
+
+
+async def test_an_attempt_recorded_while_its_endpoint_is_deleted_is_not_stored(
+    db: PgConnections, endpoints: PgEndpointTables, dsn: str
+) -> None:
+    record = await _one_delivery(db, endpoints)
+    deleter = await asyncpg.connect(dsn)
+    try:
+        # delete_endpoint done but not committed when the batch is written: the batch waits
+        # for the delivery, then finds it gone.
+        tx = deleter.transaction()
+        await tx.start()
+        await PgEndpointTables(_held_open(deleter)).delete_endpoint(record.delivery.endpoint_id)
+        recording = asyncio.create_task(PgEventTables(db).record([record]))
+        await _lock_waiters(deleter, 1)
+        await tx.commit()
+        await recording
+    finally:
+        await deleter.close()
+
+    assert (await _count(db, "deliveries"), await _count(db, "attempts")) == (0, 0)
+
+
+async def test_an_endpoint_deleted_while_an_attempt_is_recorded_takes_the_attempt(
+    db: PgConnections, endpoints: PgEndpointTables, dsn: str
+) -> None:
+    record = await _one_delivery(db, endpoints)
+    recorder = await asyncpg.connect(dsn)
+    try:
+        # The batch written but not committed when the endpoint is deleted: the delete waits
+        # for it, then takes its attempt too.
+        tx = recorder.transaction()
+        await tx.start()
+        await PgEventTables(_held_open(recorder)).record([record])
+        deleting = asyncio.create_task(endpoints.delete_endpoint(record.delivery.endpoint_id))
+        await _lock_waiters(recorder, 1)
+        await tx.commit()
+        await deleting
+    finally:
+        await recorder.close()
+
+    assert (await _count(db, "deliveries"), await _count(db, "attempts")) == (0, 0)
 
 
 async def test_api_tokens_as_sqlite(endpoints: PgEndpointTables, sqlite: SqliteStore) -> None:

@@ -1,0 +1,430 @@
+"""Retention on PostgreSQL: day partitions dropped whole when nothing in them waits, the rest
+pruned by rows in short transactions, one node at a time.
+
+What goes (Store.prune, store/base.py), with cutoff = now - period (nothing when period <= 0
+or the cutoff is before 1970):
+
+- An event has ended once every delivery of it is SUCCESS, FAILURE or DISCARDED; any other
+  status waits and keeps its event whole, with all its deliveries and attempts.
+- Whole days. The partitions of day D (events_pD, deliveries_pD, attempts_pD) go together when
+  the day lies wholly before the cutoff (D + 1 day <= cutoff), before yesterday (a day that
+  ensure_partitions would make again stays), and deliveries_pD holds no waiting delivery. Its
+  rows are counted first, without a lock that would hold the hot writes for the count (a row
+  that leaves by other means in between, with its endpoint, is counted too); then one
+  statement, run in a transaction of its own, locks the parents and the three tables
+  (lock_timeout 200 ms: a busy day is skipped until the next run), checks again that nothing
+  waits (so nothing slips in between), and drops them. The parents are locked for a moment:
+  the statement is a DO block, so no round trip to the client lies between the lock and the
+  commit, and a drop only changes the catalog, whatever the day's size (no foreign key refers
+  to a partition: pg_schema.py).
+- Rows, where a whole day cannot go: a day past the cutoff holding a waiting delivery, the
+  DEFAULT partitions, and, with a period under a day, the part of each day before the cutoff.
+  With a period of a day or more, an event of a day not yet wholly past the cutoff waits for
+  its day's drop: it is kept up to one day beyond the period. A step (one transaction) takes up
+  to ``batch`` events by id after a cursor that have no waiting delivery, locks their
+  deliveries FOR UPDATE and reads their statuses again (READ COMMITTED: a delivery that a
+  concurrent RetryDelivery moved back to waiting is seen as it committed, and keeps its event),
+  then deletes the ended ones' attempts, deliveries and events.
+- Idempotency keys created before the cutoff are deleted in batches of ``batch``.
+- Space: a dropped partition's files go at once; each partition rows were deleted from gets a
+  plain VACUUM at the end of the run, so new rows reuse its space.
+- One node at a time: the run holds pg_try_advisory_lock on one pooled connection and runs
+  every step on it; another node's run meanwhile yields nothing. Each step commits on its own,
+  so a run cancelled between steps (shutdown) leaves nothing half done.
+
+An event's deliveries get ids made at the same instant as its own (service/events.py), so they
+lie in the same day partition: the drops rely on it, and the row deletes' id ranges (which let
+the planner skip other days' partitions) too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import enum
+import functools
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TypeVar
+
+import asyncpg
+
+from convoyd.core.ids import id_floor
+from convoyd.core.model import PENDING_STATUSES, DeliveryStatus
+from convoyd.store import codec
+from convoyd.store.base import Pruned
+from convoyd.store.filters import PENDING
+from convoyd.store.pg_connections import UNREACHABLE, PgConnections, unavailable
+from convoyd.store.pg_schema import DAY, day_start
+
+log = logging.getLogger("convoyd.store")
+
+T = TypeVar("T")
+
+# pg_advisory_lock key of the pruning run ("cvyr"), beside pg_connections.py's two.
+_RETENTION_LOCK = 0x63767972
+
+ENDED = frozenset({DeliveryStatus.SUCCESS, DeliveryStatus.FAILURE, DeliveryStatus.DISCARDED})
+_ENDED_VALUES = frozenset(s.value for s in ENDED)
+# "Waiting" is every status but the ended ones; the checks that read the partial index on
+# pending deliveries (filters.PENDING) say the same only while these two sets cover them all.
+assert set(DeliveryStatus) == ENDED | PENDING_STATUSES
+
+# How long a whole-day drop may wait for the tables (the hot writes queue behind it meanwhile).
+_LOCK_WAIT = "200ms"
+# The SQLSTATE a whole-day drop raises to roll itself back when a delivery waits after all.
+_STILL_WAITING = "CVRW1"
+# Client-side limit for counting a day's rows and for VACUUM, which may take minutes on a big
+# day; neither blocks the hot writes.
+_SLOW_STATEMENT = 3600.0
+# A step that loses a race (deadlock, serialization) is run again from the start.
+_RERUN = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+_TRIES = 8
+
+_TABLES = ("events", "deliveries", "attempts")
+_DAY_PARTITION = re.compile(r"(events|deliveries|attempts)_p(\d{4})(\d{2})(\d{2})")
+_PARTITIONS = (
+    "SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid"
+    " WHERE i.inhparent IN ('events'::regclass, 'deliveries'::regclass, 'attempts'::regclass)"
+)
+
+
+def _candidates(table: str) -> str:
+    """Up to $6 events of ``table`` with ids in [$1, $2) after the cursor $3 that have no
+    waiting delivery (ids in [$4, $5)) as this statement sees them."""
+    return (
+        f"SELECT e.id FROM {table} AS e WHERE e.id >= $1 AND e.id < $2 AND e.id > $3"  # noqa: S608 - constant table
+        " AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.event_id = e.id"
+        f" AND d.id >= $4 AND d.id < $5 AND d.status IN ({PENDING}))"
+        " ORDER BY e.id LIMIT $6"
+    )
+
+
+# The events table (its partitions by range), or only its DEFAULT partition.
+_CANDIDATES = {table: _candidates(table) for table in ("events", "events_default")}
+
+
+# Every candidate's deliveries, whatever their status: filtering on status here would let a
+# row that a concurrent transaction moved back to waiting drop out of the lock instead. No
+# ORDER BY id: it can tempt the planner into walking the day's primary key instead of the
+# event index (a deadlock with another locker is retried anyway).
+_LOCK_DELIVERIES = (
+    "SELECT id, event_id, status FROM deliveries"
+    " WHERE event_id = ANY($1::text[]) AND id >= $2 AND id < $3 FOR UPDATE"
+)
+
+
+def _delete(table: str, column: str) -> str:
+    """Deletes the rows of ``table`` whose ``column`` is one of $1 within [$2, $3); answers how
+    many went from which partition."""
+    return (
+        f"WITH gone AS (DELETE FROM {table} WHERE {column} = ANY($1::text[])"  # noqa: S608 - constant names
+        f" AND {column} >= $2 AND {column} < $3 RETURNING tableoid)"
+        " SELECT tableoid::regclass::text AS part, count(*) AS n FROM gone GROUP BY tableoid"
+    )
+
+
+_DELETE_ATTEMPTS = _delete("attempts", "delivery_id")
+_DELETE_DELIVERIES = _delete("deliveries", "id")
+_DELETE_EVENTS = _delete("events", "id")
+# The created_at condition is evaluated again on a row a concurrent ingest has just taken over
+# (and made young): such a key stays.
+_DELETE_KEYS = (
+    "DELETE FROM idempotency_keys WHERE key = ANY(ARRAY(SELECT key FROM idempotency_keys"
+    " WHERE created_at < $1 ORDER BY created_at LIMIT $2)) AND created_at < $1"
+)
+_SIZE = (
+    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint AS n FROM pg_class AS c"
+    " WHERE c.relkind = 'r' AND c.relnamespace = to_regnamespace(current_schema())"
+)
+
+
+def _waiting(dl: str) -> str:
+    """Whether the deliveries partition ``dl`` holds a waiting delivery (the partial index)."""
+    # Names come from the catalog and match _DAY_PARTITION: no quoting needed.
+    return f"EXISTS (SELECT 1 FROM {dl} WHERE status IN ({PENDING}))"  # noqa: S608 - catalog names
+
+
+def _drop_day(ev: str, dl: str, at: str) -> str:
+    """The statement that drops a day's partitions (module docstring). Sent alone, outside a
+    transaction block, it is a transaction of its own that commits as soon as it ends: the
+    parents stay locked for no round trip to the client. They are locked before the
+    partitions, as every query of the tables takes them: one holding a parent and waiting for
+    a partition would otherwise deadlock with the drop."""
+    return f"""
+        DO $$ BEGIN
+            SET LOCAL lock_timeout = '{_LOCK_WAIT}';
+            LOCK TABLE ONLY events, ONLY deliveries, ONLY attempts, {ev}, {dl}, {at}
+                IN ACCESS EXCLUSIVE MODE;
+            IF {_waiting(dl)} THEN
+                RAISE EXCEPTION 'a delivery of {dl} waits' USING ERRCODE = '{_STILL_WAITING}';
+            END IF;
+            DROP TABLE {at}, {dl}, {ev};
+        END $$
+    """
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Day:
+    """A UTC day's partitions, by parent table (a day may lack one if making it failed)."""
+
+    start: float
+    names: dict[str, str]
+
+    @property
+    def complete(self) -> bool:
+        return len(self.names) == len(_TABLES)
+
+
+class _Kept(enum.Enum):
+    """Why a day's partitions were not dropped."""
+
+    BY_ROWS = "pruned by rows"  # a delivery waits
+    LATER = "tried again next run"  # the tables were busy
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Range:
+    """Events to prune by rows: ``table`` (the parent or its DEFAULT partition), ids in
+    [low, high), and the ids their deliveries can have."""
+
+    table: str
+    low: str
+    high: str
+    deliveries_low: str
+    deliveries_high: str
+
+
+def _event_range(table: str, start: float | None, end: float) -> _Range:
+    """Events of ``table`` created in [start, end) (start None: since ever). Their deliveries
+    were made at the same instants, so in the same days: from start's day to end's."""
+    last_day = day_start(end - 0.001)  # of the last millisecond before ``end``
+    return _Range(
+        table=table,
+        low="" if start is None else id_floor("ev", start),
+        high=id_floor("ev", end),
+        deliveries_low="" if start is None else id_floor("dl", day_start(start)),
+        deliveries_high=id_floor("dl", last_day + DAY),
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Step:
+    pruned: Pruned
+    after: str  # the cursor for the next step; '' when none is left
+    parts: frozenset[str] = frozenset()  # the partitions rows were deleted from
+
+
+def _days(names: Iterable[str]) -> list[_Day]:
+    """The day partitions among ``names``, by day, oldest first."""
+    days: dict[float, dict[str, str]] = {}
+    for name in names:
+        match = _DAY_PARTITION.fullmatch(name)
+        if match is None:
+            continue  # the DEFAULT partitions
+        table, year, month, day = match.groups()
+        start = datetime.datetime(int(year), int(month), int(day), tzinfo=datetime.UTC)
+        days.setdefault(start.timestamp(), {})[table] = name
+    return [_Day(start, days[start]) for start in sorted(days)]
+
+
+async def _in_transaction(
+    conn: asyncpg.Connection, job: Callable[[asyncpg.Connection], Awaitable[T]]
+) -> T:
+    for attempt in range(1, _TRIES + 1):
+        try:
+            async with conn.transaction():
+                return await job(conn)
+        except _RERUN:
+            if attempt == _TRIES:
+                raise
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+@contextlib.asynccontextmanager
+async def _sole_pruner(db: PgConnections) -> AsyncIterator[asyncpg.Connection | None]:
+    """A pooled connection holding the retention lock for the run; None when another node's
+    run holds it."""
+    conn = await db.pool.acquire()
+    try:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RETENTION_LOCK):
+            yield None
+            return
+        try:
+            yield conn
+        finally:
+            # A connection broken (or busy cancelling) by then has its lock released by the
+            # server with the session, or by the pool's reset on release.
+            with contextlib.suppress(*UNREACHABLE, asyncpg.PostgresError):
+                await conn.execute("SELECT pg_advisory_unlock($1)", _RETENTION_LOCK)
+    finally:
+        await db.pool.release(conn)
+
+
+class _Run:
+    """One pruning run on the connection holding the retention lock."""
+
+    def __init__(self, conn: asyncpg.Connection, *, now: float, period: float, batch: int):
+        self._conn = conn
+        self._now = now
+        self._cutoff = now - period
+        self._by_day = period >= DAY
+        self._batch = batch
+        self.vacuum: set[str] = set()  # partitions rows were deleted from
+
+    async def steps(self) -> AsyncIterator[Pruned]:
+        days = _days(r["relname"] for r in await self._conn.fetch(_PARTITIONS))
+        ranges: list[_Range] = []
+        for day in days:
+            kept: Pruned | _Kept = _Kept.BY_ROWS
+            if day.complete and self._droppable(day):
+                kept = await self._drop(day)
+                if isinstance(kept, Pruned):
+                    yield kept
+            if kept is _Kept.BY_ROWS and "events" in day.names:
+                ranges.extend(self._rows_of(day))
+        ranges.append(_event_range("events_default", None, self._cutoff))
+        for events in ranges:
+            async for pruned in self._delete_rows(events):
+                yield pruned
+        async for pruned in self._delete_keys():
+            yield pruned
+        for part in sorted(self.vacuum):
+            await self._conn.execute(f"VACUUM {part}", timeout=_SLOW_STATEMENT)
+
+    def _droppable(self, day: _Day) -> bool:
+        yesterday = day_start(self._now) - DAY
+        return day.start + DAY <= self._cutoff and day.start < yesterday
+
+    def _rows_of(self, day: _Day) -> list[_Range]:
+        """The range of the day's events to prune by rows, if any."""
+        end = day.start + DAY
+        if end <= self._cutoff:
+            return [_event_range("events", day.start, end)]
+        if not self._by_day and day.start < self._cutoff:
+            return [_event_range("events", day.start, self._cutoff)]
+        return []
+
+    # -- whole days -----------------------------------------------------------------------
+
+    async def _drop(self, day: _Day) -> Pruned | _Kept:
+        """Drops the day's three partitions, or says why not."""
+        ev, dl, at = (day.names[t] for t in _TABLES)
+        if await self._conn.fetchval(f"SELECT {_waiting(dl)}"):
+            return _Kept.BY_ROWS
+        # Counted before the lock, so that the hot writes never wait for a count.
+        counts = await self._conn.fetchrow(
+            f"SELECT (SELECT count(*) FROM {ev}) AS events,"  # noqa: S608 - catalog names
+            f" (SELECT count(*) FROM {dl}) AS deliveries, (SELECT count(*) FROM {at}) AS attempts",
+            timeout=_SLOW_STATEMENT,
+        )
+        try:
+            await self._conn.execute(_drop_day(ev, dl, at))
+        except asyncpg.LockNotAvailableError:
+            log.info("retention: the tables are busy, day %s is dropped next run", ev[-8:])
+            return _Kept.LATER
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate != _STILL_WAITING:
+                raise
+            return _Kept.BY_ROWS
+        return Pruned(
+            partitions=len(_TABLES),
+            events=int(counts["events"]),
+            deliveries=int(counts["deliveries"]),
+            attempts=int(counts["attempts"]),
+        )
+
+    # -- rows -----------------------------------------------------------------------------
+
+    async def _delete_rows(self, events: _Range) -> AsyncIterator[Pruned]:
+        after = ""
+        while True:
+            step = await _in_transaction(
+                self._conn, functools.partial(self._delete_step, events=events, after=after)
+            )
+            self.vacuum |= step.parts
+            if step.pruned != Pruned():
+                yield step.pruned
+            if not step.after:
+                return
+            after = step.after
+
+    async def _delete_step(self, conn: asyncpg.Connection, *, events: _Range, after: str) -> _Step:
+        """Deletes the ended events among the next ``batch`` of ``events`` after ``after``."""
+        ids = [
+            r["id"]
+            for r in await conn.fetch(
+                _CANDIDATES[events.table],
+                events.low,
+                events.high,
+                after,
+                events.deliveries_low,
+                events.deliveries_high,
+                self._batch,
+            )
+        ]
+        if not ids:
+            return _Step(Pruned(), "")
+        span = (events.deliveries_low, events.deliveries_high)
+        deliveries = await conn.fetch(_LOCK_DELIVERIES, ids, *span)
+        waiting = {r["event_id"] for r in deliveries if r["status"] not in _ENDED_VALUES}
+        gone = [i for i in ids if i not in waiting]
+        if not gone:
+            return _Step(Pruned(), ids[-1])
+        ended = [r["id"] for r in deliveries if r["event_id"] not in waiting]
+        parts: set[str] = set()
+        counts: list[int] = []
+        for sql, keys, low, high in (
+            (_DELETE_ATTEMPTS, ended, *span),
+            (_DELETE_DELIVERIES, ended, *span),
+            (_DELETE_EVENTS, gone, ids[0], events.high),
+        ):
+            rows = await conn.fetch(sql, keys, low, high)
+            parts.update(r["part"] for r in rows)
+            counts.append(sum(int(r["n"]) for r in rows))
+        attempts, deleted, events_gone = counts
+        return _Step(
+            Pruned(events=events_gone, deliveries=deleted, attempts=attempts),
+            ids[-1],
+            frozenset(parts),
+        )
+
+    async def _delete_keys(self) -> AsyncIterator[Pruned]:
+        before = codec.to_us(self._cutoff)
+
+        async def job(conn: asyncpg.Connection) -> int:
+            status: str = await conn.execute(_DELETE_KEYS, before, self._batch)
+            return int(status.split()[-1])
+
+        while True:
+            n = await _in_transaction(self._conn, job)
+            if n:
+                yield Pruned(idempotency_keys=n)
+            if n < self._batch:
+                return
+
+
+async def prune(
+    db: PgConnections, *, now: float, period: float, batch: int
+) -> AsyncIterator[Pruned]:
+    """Store.prune on PostgreSQL (module docstring); UnavailableError if the server cannot
+    be reached."""
+    if period <= 0 or now - period <= 0:
+        return  # (a cutoff before 1970 has no ids below it; id_floor would wrap around)
+    try:
+        async with _sole_pruner(db) as conn:
+            if conn is None:
+                return
+            async for pruned in _Run(conn, now=now, period=period, batch=batch).steps():
+                yield pruned
+    except UNREACHABLE as exc:
+        raise unavailable(exc) from None
+
+
+async def size_bytes(db: PgConnections) -> int:
+    """Store.size_bytes: convoyd's tables (each partition; parents have no storage) with
+    their indexes and TOAST."""
+    rows = await db.fetch(_SIZE)
+    return int(rows[0]["n"])
