@@ -76,6 +76,8 @@ class PostgresStore:
         self.cluster = PgCluster(self._db)
         """The cluster's tables (convoyd/cluster/ uses them; a single node is a cluster of one)."""
         self.settings = settings
+        # Rows retention deleted from each partition since its last VACUUM (pg_retention.py).
+        self._dead_rows: dict[str, int] = {}
 
     async def open(self) -> None:
         """Connects, applies pending migrations and makes the coming days' partitions;
@@ -206,7 +208,9 @@ class PostgresStore:
 
     def prune(self, *, now: float, period: float, batch: int) -> AsyncIterator[Pruned]:
         """Store.prune: whole day partitions dropped, the rest by rows (pg_retention.py)."""
-        return pg_retention.prune(self._db, now=now, period=period, batch=batch)
+        return pg_retention.prune(
+            self._db, now=now, period=period, batch=batch, dead=self._dead_rows
+        )
 
     async def size_bytes(self) -> int:
         return await pg_retention.size_bytes(self._db)

@@ -26,8 +26,15 @@ or the cutoff is before 1970):
   concurrent RetryDelivery moved back to waiting is seen as it committed, and keeps its event),
   then deletes the ended ones' attempts, deliveries and events.
 - Idempotency keys created before the cutoff are deleted in batches of ``batch``.
-- Space: a dropped partition's files go at once; each partition rows were deleted from gets a
-  plain VACUUM at the end of the run, so new rows reuse its space.
+- Space: a dropped partition's files go at once. A partition rows were deleted from gets a
+  plain VACUUM at the end of a run once the rows deleted from it since its last one reach
+  _VACUUM_BASE + _VACUUM_SCALE of its rows (autovacuum's rule, on this schedule), throttled as
+  autovacuum is (vacuum_cost_delay), so new rows reuse the space without a VACUUM every run:
+  each one reads all of the partition's indexes, which cost ingest latency when a short
+  period made it every second.
+- Commits: every step commits with synchronous_commit off. A step a crash loses is harmless:
+  its rows come back and the next run prunes them again; the hot writes' commits meanwhile
+  do not queue behind its WAL flush.
 - One node at a time: the run holds pg_try_advisory_lock on one pooled connection and runs
   every step on it; another node's run meanwhile yields nothing. Each step commits on its own,
   so a run cancelled between steps (shutdown) leaves nothing half done.
@@ -79,6 +86,11 @@ _STILL_WAITING = "CVRW1"
 # Client-side limit for counting a day's rows and for VACUUM, which may take minutes on a big
 # day; neither blocks the hot writes.
 _SLOW_STATEMENT = 3600.0
+# When a partition rows were deleted from is vacuumed (module docstring), and how gently.
+_VACUUM_BASE = 1000
+_VACUUM_SCALE = 0.2
+_VACUUM_COST_DELAY = "2ms"  # autovacuum's default: I/O paced, the hot writes first
+_RELTUPLES = "SELECT relname, greatest(reltuples, 0) AS n FROM pg_class WHERE relname = ANY($1)"
 # A step that loses a race (deadlock, serialization) is run again from the start.
 _RERUN = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 _TRIES = 8
@@ -156,6 +168,7 @@ def _drop_day(ev: str, dl: str, at: str) -> str:
     return f"""
         DO $$ BEGIN
             SET LOCAL lock_timeout = '{_LOCK_WAIT}';
+            SET LOCAL synchronous_commit = off;
             LOCK TABLE ONLY events, ONLY deliveries, ONLY attempts, {ev}, {dl}, {at}
                 IN ACCESS EXCLUSIVE MODE;
             IF {_waiting(dl)} THEN
@@ -214,7 +227,8 @@ def _event_range(table: str, start: float | None, end: float) -> _Range:
 class _Step:
     pruned: Pruned
     after: str  # the cursor for the next step; '' when none is left
-    parts: frozenset[str] = frozenset()  # the partitions rows were deleted from
+    # Rows deleted, by the partition they were deleted from.
+    parts: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _days(names: Iterable[str]) -> list[_Day]:
@@ -236,6 +250,10 @@ async def _in_transaction(
     for attempt in range(1, _TRIES + 1):
         try:
             async with conn.transaction():
+                # A step lost in a crash is harmless (its rows are pruned again by the next
+                # run), so its commit does not wait for the WAL flush: the hot writes' commits
+                # do not queue behind its fsync.
+                await conn.execute("SET LOCAL synchronous_commit = off")
                 return await job(conn)
         except _RERUN:
             if attempt == _TRIES:
@@ -266,13 +284,21 @@ async def _sole_pruner(db: PgConnections) -> AsyncIterator[asyncpg.Connection | 
 class _Run:
     """One pruning run on the connection holding the retention lock."""
 
-    def __init__(self, conn: asyncpg.Connection, *, now: float, period: float, batch: int):
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        now: float,
+        period: float,
+        batch: int,
+        dead: dict[str, int],
+    ):
         self._conn = conn
         self._now = now
         self._cutoff = now - period
         self._by_day = period >= DAY
         self._batch = batch
-        self.vacuum: set[str] = set()  # partitions rows were deleted from
+        self._dead = dead  # rows deleted from each partition since its last VACUUM
 
     async def steps(self) -> AsyncIterator[Pruned]:
         days = _days(r["relname"] for r in await self._conn.fetch(_PARTITIONS))
@@ -291,8 +317,29 @@ class _Run:
                 yield pruned
         async for pruned in self._delete_keys():
             yield pruned
-        for part in sorted(self.vacuum):
-            await self._conn.execute(f"VACUUM {part}", timeout=_SLOW_STATEMENT)
+        await self._vacuum()
+
+    async def _vacuum(self) -> None:
+        """VACUUM of the partitions due for it (module docstring), paced like autovacuum."""
+        if not self._dead:
+            return
+        sizes = {
+            r["relname"]: float(r["n"])
+            for r in await self._conn.fetch(_RELTUPLES, list(self._dead))
+        }
+        due = sorted(
+            part
+            for part, dead in self._dead.items()
+            if part not in sizes or dead >= _VACUUM_BASE + _VACUUM_SCALE * sizes[part]
+        )
+        for part in due:
+            if part in sizes:  # not dropped meanwhile
+                await self._conn.execute(f"SET vacuum_cost_delay = '{_VACUUM_COST_DELAY}'")
+                try:
+                    await self._conn.execute(f"VACUUM {part}", timeout=_SLOW_STATEMENT)
+                finally:
+                    await self._conn.execute("RESET vacuum_cost_delay")
+            del self._dead[part]
 
     def _droppable(self, day: _Day) -> bool:
         yesterday = day_start(self._now) - DAY
@@ -344,7 +391,8 @@ class _Run:
             step = await _in_transaction(
                 self._conn, functools.partial(self._delete_step, events=events, after=after)
             )
-            self.vacuum |= step.parts
+            for part, n in step.parts.items():
+                self._dead[part] = self._dead.get(part, 0) + n
             if step.pruned != Pruned():
                 yield step.pruned
             if not step.after:
@@ -374,7 +422,7 @@ class _Run:
         if not gone:
             return _Step(Pruned(), ids[-1])
         ended = [r["id"] for r in deliveries if r["event_id"] not in waiting]
-        parts: set[str] = set()
+        parts: dict[str, int] = {}
         counts: list[int] = []
         for sql, keys, low, high in (
             (_DELETE_ATTEMPTS, ended, *span),
@@ -382,13 +430,14 @@ class _Run:
             (_DELETE_EVENTS, gone, ids[0], events.high),
         ):
             rows = await conn.fetch(sql, keys, low, high)
-            parts.update(r["part"] for r in rows)
+            for r in rows:
+                parts[r["part"]] = parts.get(r["part"], 0) + int(r["n"])
             counts.append(sum(int(r["n"]) for r in rows))
         attempts, deleted, events_gone = counts
         return _Step(
             Pruned(events=events_gone, deliveries=deleted, attempts=attempts),
             ids[-1],
-            frozenset(parts),
+            parts,
         )
 
     async def _delete_keys(self) -> AsyncIterator[Pruned]:
@@ -407,7 +456,12 @@ class _Run:
 
 
 async def prune(
-    db: PgConnections, *, now: float, period: float, batch: int
+    db: PgConnections,
+    *,
+    now: float,
+    period: float,
+    batch: int,
+    dead: dict[str, int] | None = None,
 ) -> AsyncIterator[Pruned]:
     """Store.prune on PostgreSQL (module docstring); UnavailableError if the server cannot
     be reached."""
@@ -417,7 +471,8 @@ async def prune(
         async with _sole_pruner(db) as conn:
             if conn is None:
                 return
-            async for pruned in _Run(conn, now=now, period=period, batch=batch).steps():
+            run = _Run(conn, now=now, period=period, batch=batch, dead={} if dead is None else dead)
+            async for pruned in run.steps():
                 yield pruned
     except UNREACHABLE as exc:
         raise unavailable(exc) from None

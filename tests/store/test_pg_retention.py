@@ -212,8 +212,9 @@ async def test_an_old_day_whose_deliveries_have_all_ended_is_dropped_whole(
 
 
 async def test_an_old_day_holding_a_waiting_delivery_is_pruned_by_rows_until_it_ends(
-    store: PostgresStore, db: PgConnections, ep: Endpoint
+    store: PostgresStore, db: PgConnections, ep: Endpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(pg_retention, "_VACUUM_BASE", 0)  # a VACUUM after any row delete
     await old_days(db, OLD)
     ended = await stored(store, ep, [S.SUCCESS], at=OLD)
     waiting = await stored(store, ep, [S.SUCCESS, S.RETRY], at=OLD + 60)
@@ -549,3 +550,30 @@ async def test_the_size_is_positive_and_shrinks_when_a_big_day_is_dropped(
     assert total(await prune(store, period=2 * DAY)).events == 50
 
     assert 0 < await store.size_bytes() < before - 1_000_000
+
+
+async def test_a_partition_is_vacuumed_once_enough_rows_were_deleted_from_it(
+    store: PostgresStore, db: PgConnections, ep: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two rows deleted per run from each of today's partitions; a VACUUM is due at three.
+    monkeypatch.setattr(pg_retention, "_VACUUM_BASE", 3)
+    monkeypatch.setattr(pg_retention, "_VACUUM_SCALE", 0.0)
+    today = day_partitions(TODAY)
+
+    async def vacuumed() -> set[str]:
+        rows = await db.fetch(
+            "SELECT relname FROM pg_stat_user_tables WHERE vacuum_count > 0"
+            " AND relname = ANY($1::text[])",
+            sorted(today),
+        )
+        return {r["relname"] for r in rows}
+
+    for n in range(2):
+        await stored(store, ep, [S.SUCCESS], at=TODAY + 60 + n)
+    assert total(await prune(store, period=3600)).events == 2
+    assert await vacuumed() == set()
+
+    for n in range(2):
+        await stored(store, ep, [S.SUCCESS], at=TODAY + 120 + n)
+    assert total(await prune(store, period=3600)).events == 2
+    assert await vacuumed() == today
