@@ -215,6 +215,7 @@ class App:
             in_flight=lambda: self.engine.in_flight,
             waiting=self.engine.queued,
             breakers=self.engine.breaker_counts,
+            certificates=self.engine.certificate_expiries,
         )
         self.metrics.observe_store(self.store.status_counts)
 

@@ -39,6 +39,9 @@ from convoyd.store.base import IngestWrite, Pruned, StatusCounts
 log = logging.getLogger(__name__)
 
 PRUNED_KINDS = ("events", "deliveries", "attempts", "idempotency_keys")
+# A client certificate this close to its not-after counts as expiring.
+CERTIFICATE_WARNING_DAYS = 30
+TOKEN_FETCH_OUTCOMES = ("fetched", "refused", "unreachable", "invalid")
 
 # A webhook answers in a few ms when it only enqueues, in seconds when it works inline;
 # endpoint timeouts go up to 60 s (default 15 s).
@@ -164,6 +167,16 @@ class _StateCollector(Collector):
             "convoyd_event_loop_tasks",
             "Tasks alive on the daemon's event loop: flat under steady load, growth is a leak.",
         )
+        certificates = GaugeMetricFamily(
+            "convoyd_client_certificates",
+            "Endpoints' client certificates (mutual TLS) this node delivers with, by state:"
+            f" valid, expiring (within {CERTIFICATE_WARNING_DAYS} days), expired.",
+            labels=["state"],
+        )
+        earliest = GaugeMetricFamily(
+            "convoyd_client_certificate_earliest_expiry_timestamp_seconds",
+            "The soonest not-after of those certificates (Unix time); absent when there is none.",
+        )
         if not empty:
             counts = self._metrics.counts
             for status in QUEUE_STATUSES:
@@ -174,7 +187,17 @@ class _StateCollector(Collector):
             for state in BreakerState:
                 breakers.add_metric([state.value], states.get(state.value, 0))
             tasks.add_metric([], _loop_tasks())
-        return [queue, endpoints, breakers, tasks]
+            expiries = self._metrics.certificate_expiries()
+            now = self._metrics.wall_clock()
+            soon = now + CERTIFICATE_WARNING_DAYS * 86400
+            expired = sum(t <= now for t in expiries)
+            expiring = sum(now < t <= soon for t in expiries)
+            certificates.add_metric(["valid"], len(expiries) - expired - expiring)
+            certificates.add_metric(["expiring"], expiring)
+            certificates.add_metric(["expired"], expired)
+            if expiries:
+                earliest.add_metric([], min(expiries))
+        return [queue, endpoints, breakers, tasks, certificates, earliest]
 
 
 class Metrics:
@@ -188,6 +211,7 @@ class Metrics:
         process: bool = True,
         counts_max_age: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = registry
         self._monotonic = monotonic
@@ -195,6 +219,7 @@ class Metrics:
         self._define_delivery(registry)
         self._define_control_plane(registry)
         self._define_retention(registry)
+        self._define_endpoint_auth(registry)
         Gauge(
             "convoyd_build_info", "convoyd's version (always 1).", ["version"], registry=registry
         ).labels(version).set(1)
@@ -208,6 +233,8 @@ class Metrics:
         self._counted_at = float("-inf")
         self._counting: asyncio.Lock | None = None
         self._breakers: Callable[[], Mapping[str, int]] = dict
+        self._certificates: Callable[[], Sequence[float]] = list
+        self.wall_clock = wall_clock
         registry.register(_StateCollector(self))
 
         self._resolve_children()
@@ -317,6 +344,23 @@ class Metrics:
             registry=registry,
         )
 
+    def _define_endpoint_auth(self, registry: CollectorRegistry) -> None:
+        self.token_fetches = Counter(
+            "convoyd_oauth2_token_fetches",
+            "OAuth2 client-credentials token requests to endpoints' token URLs, by outcome:"
+            " fetched; refused (an error status); unreachable (no answer); invalid (a 2xx"
+            " without a usable token).",
+            ["outcome"],
+            registry=registry,
+        )
+        self._token_fetches = {o: self.token_fetches.labels(o) for o in TOKEN_FETCH_OUTCOMES}
+
+    def oauth2_token_fetch(self, outcome: str) -> None:
+        """One token request's outcome (one of TOKEN_FETCH_OUTCOMES)."""
+        child = self._token_fetches.get(outcome)
+        if child is not None:
+            child.inc()
+
     def _resolve_children(self) -> None:
         # Children resolved once: the hot path is a dict lookup and an increment.
         self._outcomes = {o: self.deliveries.labels(o) for o in FINAL_OUTCOMES}
@@ -343,16 +387,25 @@ class Metrics:
         in_flight: Callable[[], float],
         waiting: Callable[[], float],
         breakers: Callable[[], Mapping[str, int]],
+        certificates: Callable[[], Sequence[float]] = list,
     ) -> None:
-        """Reads attempts in flight, deliveries waiting and breaker states from the engine at
-        scrape time."""
+        """Reads attempts in flight, deliveries waiting, breaker states and the client
+        certificates' not-after times from the engine at scrape time."""
         self.in_flight.set_function(in_flight)
         self.waiting.set_function(waiting)
         self._breakers = breakers
+        self._certificates = certificates
 
     def observe_store(self, counter: StoreCounter) -> None:
         """Queue depth and endpoint states come from ``counter`` (one query), on scrape."""
         self._counter = counter
+
+    def certificate_expiries(self) -> Sequence[float]:
+        try:
+            return self._certificates()
+        except Exception:  # a scrape must not fail because one source did
+            log.exception("could not read client certificates")
+            return ()
 
     def breaker_states(self) -> Mapping[str, int]:
         try:

@@ -1,9 +1,12 @@
-"""A webhook receiver on 127.0.0.1:0 for tests: records every request, answers as scripted."""
+"""A webhook receiver on 127.0.0.1:0 for tests: records every request, answers as scripted;
+over TLS (``ssl``) it records the client certificate's subject, and ``authorize`` makes it
+demand credentials."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import ssl as ssl_module
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -16,6 +19,10 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    #: The client certificate's subject as "CN=..." ("" without one or without TLS).
+    peer_subject: str = ""
+    #: The client's port: the same one for requests over one kept-alive connection.
+    peer_port: int = 0
 
 
 @dataclass
@@ -28,24 +35,41 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     hang: asyncio.Event | None = None  # set: requests wait on it (never answering until set)
+    #: Serves https with this context (which may require client certificates).
+    ssl: ssl_module.SSLContext | None = None
+    #: Given the request headers, whether they carry the right credentials; 401 when not.
+    authorize: Callable[[Mapping[str, str]], bool] | None = None
     server: TestServer | None = None
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     @property
     def url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.port}/hook"
+        scheme = "https" if self.ssl is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.server.port}/hook"
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         loop = asyncio.get_running_loop()
+        transport = request.transport
+        peer = transport.get_extra_info("peername") if transport else None
+        received = Received(
+            request.path,
+            dict(request.headers),
+            body,
+            loop.time(),
+            peer_subject=_subject(transport.get_extra_info("peercert") if transport else None),
+            peer_port=peer[1] if peer else 0,
+        )
         async with self._arrived:
-            self.requests.append(Received(request.path, dict(request.headers), body, loop.time()))
+            self.requests.append(received)
             self._arrived.notify_all()
         if self.hang is not None:
             await self.hang.wait()
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.authorize is not None and not self.authorize(request.headers):
+            return web.Response(status=401, text="who are you")
         status = self.script.pop(0) if self.script else self.default_status
         return web.Response(
             status=status, text="ok" if status < 300 else "nope", headers=self.headers
@@ -55,7 +79,7 @@ class Receiver:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self.server = TestServer(app, host="127.0.0.1", port=0)
-        await self.server.start_server()
+        await self.server.start_server(ssl=self.ssl)
         return self
 
     async def close(self) -> None:
@@ -73,6 +97,16 @@ class Receiver:
         async with self._arrived:
             await asyncio.wait_for(self._arrived.wait_for(enough), within)
         return self.requests
+
+
+def _subject(cert: object) -> str:
+    """``getpeercert()``'s subject, ((("commonName", "client"),),), as "CN=client"."""
+    if not isinstance(cert, dict):
+        return ""
+    names = {"commonName": "CN", "organizationName": "O"}
+    return ",".join(
+        f"{names.get(key, key)}={value}" for rdn in cert.get("subject", ()) for key, value in rdn
+    )
 
 
 async def eventually(

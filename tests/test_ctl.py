@@ -17,6 +17,7 @@ from google.protobuf import any_pb2, timestamp_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from convoyd.app import App
 from convoyd.client import duration
 from convoyd.ctl import main
 from convoyd.ctl.args import UsageError, seconds
@@ -29,6 +30,8 @@ from convoyd.ctl.endpoints import (
 )
 from convoyd.ctl.render import Output, enum_label, format_block, format_table
 from convoyd.v1 import endpoint_pb2, endpoint_pb2_grpc, event_pb2
+from tests.conftest import Running
+from tests.pki import endpoint_pem
 
 
 @pytest.fixture(autouse=True)
@@ -80,6 +83,10 @@ def parse(*argv: str) -> argparse.Namespace:
             ],
             ["url", "retry_policy", "signature", "max_concurrency"],
         ),
+        (["--basic-user", "bob", "--basic-password", "pw"], ["authentication"]),
+        (["--oauth2-scope", "read", "--oauth2-audience", "api"], ["authentication"]),
+        (["--tls-ca", "", "--name", "n"], ["name", "tls"]),
+        (["--tls-client-cert", "", "--basic-user", ""], ["authentication", "tls"]),
         ([], []),
     ],
 )
@@ -235,6 +242,236 @@ def test_flags_that_do_not_fit_together(flags: list[str]) -> None:
         endpoint_from_args(parse("endpoints", "update", "ep_1", *flags))
 
 
+CERT = "-----BEGIN CERTIFICATE-----\nMIIBcert\n-----END CERTIFICATE-----\n"
+KEY = "-----BEGIN PRIVATE KEY-----\nMIIBkey\n-----END PRIVATE KEY-----\n"
+CA = CERT.replace("cert", "ca") * 2
+OAUTH2 = endpoint_pb2.OAuth2ClientCredentials
+
+
+def written(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def stdin_of(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+
+
+def test_create_builds_oauth2_and_tls_from_files(tmp_path: Path) -> None:
+    args = parse(
+        *("endpoints", "create", "--url", "https://example.com/hook"),
+        *("--oauth2-token-url", "https://auth.example.com/token"),
+        *("--oauth2-client-id", "convoyd"),
+        *("--oauth2-client-secret-file", written(tmp_path, "secret", "s3cret\n")),
+        *("--oauth2-scope", "hooks:write", "--oauth2-scope", "read"),
+        *("--oauth2-audience", "https://api.example.com", "--oauth2-client-auth", "body"),
+        *("--tls-client-cert", written(tmp_path, "client.crt", CERT)),
+        *("--tls-client-key", written(tmp_path, "client.key", KEY)),
+        *("--tls-ca", written(tmp_path, "ca.crt", CA)),
+    )
+    ep = endpoint_from_args(args)
+    assert ep.authentication.oauth2 == OAUTH2(
+        token_url="https://auth.example.com/token",
+        client_id="convoyd",
+        client_secret="s3cret",  # the file's line end is not part of the secret
+        scopes=["hooks:write", "read"],
+        audience="https://api.example.com",
+        client_authentication=OAUTH2.CLIENT_AUTHENTICATION_BODY,
+    )
+    assert ep.tls == endpoint_pb2.EndpointTls(
+        client_certificate_pem=CERT, client_key_pem=KEY, ca_pem=CA
+    )
+
+
+def test_create_takes_basic_and_api_key_secrets_from_stdin_or_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stdin_of(monkeypatch, "pa:ss wörd\r\n")
+    args = parse(
+        *("endpoints", "create", "--url", "https://example.com/hook"),
+        *("--basic-user", "bob", "--basic-password-file", "-"),
+    )
+    basic = endpoint_from_args(args).authentication.basic
+    assert (basic.username, basic.password) == ("bob", "pa:ss wörd")
+    key_file = written(tmp_path, "key", "k3y")
+    args = parse(
+        *("endpoints", "create", "--url", "http://x"),
+        *("--auth-header", "X-Api-Key", "--auth-value-file", key_file),
+    )
+    assert endpoint_from_args(args).authentication.api_key.header_value == "k3y"
+
+
+@pytest.mark.parametrize(
+    ("flags", "names"),
+    [
+        (["--basic-user", "bob"], "--basic-password"),
+        (["--basic-password", "pw"], "--basic-user"),
+        (
+            ["--oauth2-token-url", "https://a.example/t", "--oauth2-scope", "x"],
+            "--oauth2-client-id, --oauth2-client-secret",
+        ),
+        (["--basic-user", "bob", "--oauth2-client-id", "c"], "different authentication methods"),
+        (["--auth-header", "", "--basic-user", "bob"], "--auth-header and --basic-user"),
+        (["--tls-client-cert", "CERT"], "--tls-client-cert and --tls-client-key go together"),
+        (["--tls-client-key", "KEY"], "--tls-client-cert and --tls-client-key go together"),
+    ],
+)
+def test_create_names_the_missing_or_clashing_flags(
+    flags: list[str], names: str, tmp_path: Path
+) -> None:
+    files = {"CERT": written(tmp_path, "c", CERT), "KEY": written(tmp_path, "k", KEY)}
+    argv = [files.get(f, f) for f in flags]
+    with pytest.raises(UsageError, match=names):
+        endpoint_from_args(parse("endpoints", "create", "--url", "https://x.example", *argv))
+
+
+@pytest.mark.parametrize(
+    ("flags", "names"),
+    [
+        (["--basic-user", "", "--basic-password", "pw"], "drop --basic-password"),
+        (
+            ["--oauth2-token-url", "", "--oauth2-scope", "a", "--oauth2-audience", "b"],
+            "drop --oauth2-scope, --oauth2-audience",
+        ),
+        (["--tls-client-key", ""], "--tls-client-cert '' removes"),
+        (["--tls-client-cert", "", "--tls-client-key", "KEY"], "drop --tls-client-key"),
+    ],
+)
+def test_update_refuses_removals_mixed_with_values(
+    flags: list[str], names: str, tmp_path: Path
+) -> None:
+    argv = [written(tmp_path, "k", KEY) if f == "KEY" else f for f in flags]
+    with pytest.raises(UsageError, match=names):
+        endpoint_from_args(parse("endpoints", "update", "ep_1", *argv))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--basic-user", "b", "--basic-password", "p", "--basic-password-file", "-"],
+            "argument --basic-password-file: not allowed with argument --basic-password",
+        ),
+        (
+            ["--basic-user", "b", "--basic-password-file", "-", "--tls-ca", "-"],
+            "argument --tls-ca: standard input is read by --basic-password-file already",
+        ),
+        (
+            ["--tls-ca", "/nonexistent/ca.pem"],
+            "argument --tls-ca: cannot read /nonexistent/ca.pem: No such file or directory",
+        ),
+        (
+            ["--basic-user", "b", "--basic-password-file", ""],
+            "argument --basic-password-file: needs a file name, or - for standard input",
+        ),
+    ],
+)
+def test_bad_file_flags_exit_2(
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stdin_of(monkeypatch, "secret")
+    assert main(["endpoints", "create", "--url", "https://x.example", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and message in err
+
+
+def _current_with(**fields: Any) -> endpoint_pb2.Endpoint:
+    return endpoint_pb2.Endpoint(id="ep_1", url="https://x.example", **fields)
+
+
+def test_a_partial_oauth2_update_sends_the_rest_as_read() -> None:
+    read = OAUTH2(
+        token_url="https://auth.example.com/token",
+        client_id="convoyd",
+        client_secret="********",
+        scopes=["old"],
+        audience="api",
+        client_authentication=OAUTH2.CLIENT_AUTHENTICATION_BODY,
+    )
+    current = _current_with(authentication=endpoint_pb2.EndpointAuthentication(oauth2=read))
+    args = parse("endpoints", "update", "ep_1", "--oauth2-scope", "a", "--oauth2-scope", "b")
+    assert needs_current(args)
+    assert not endpoint_from_args(args).HasField("authentication")  # not before the read
+    sent = endpoint_from_args(args, current).authentication.oauth2
+    expected = OAUTH2()
+    expected.CopyFrom(read)
+    expected.ClearField("scopes")
+    expected.scopes.extend(["a", "b"])
+    assert sent == expected  # the mask: the service keeps the stored secret
+    cleared = parse("endpoints", "update", "ep_1", "--oauth2-scope", "")
+    assert list(endpoint_from_args(cleared, current).authentication.oauth2.scopes) == []
+    # A secret goes only where it was given for: a new client id needs a new secret.
+    moved = parse("endpoints", "update", "ep_1", "--oauth2-client-id", "other")
+    with pytest.raises(UsageError, match="needs --oauth2-client-secret"):
+        endpoint_from_args(moved, current)
+    # From another method, the three that have no current value are needed.
+    api_key = endpoint_pb2.ApiKeyAuthentication(header_name="X-Key", header_value="********")
+    other = _current_with(authentication=endpoint_pb2.EndpointAuthentication(api_key=api_key))
+    with pytest.raises(UsageError, match="--oauth2-token-url, --oauth2-client-id"):
+        endpoint_from_args(args, other)
+    # Every OAuth2 flag given: nothing to read.
+    every = parse(
+        *("endpoints", "update", "ep_1", "--oauth2-token-url", "https://a.example/t"),
+        *("--oauth2-client-id", "c", "--oauth2-client-secret", "s", "--oauth2-scope", "x"),
+        *("--oauth2-audience", "", "--oauth2-client-auth", "basic"),
+    )
+    assert not needs_current(every)
+    assert endpoint_from_args(every).authentication.oauth2.client_secret == "s"
+
+
+def test_a_new_basic_password_keeps_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    stdin_of(monkeypatch, "new-password\n")
+    args = parse("endpoints", "update", "ep_1", "--basic-password-file", "-")
+    assert needs_current(args)
+    basic = endpoint_pb2.BasicAuthentication(username="bob", password="********")
+    current = _current_with(authentication=endpoint_pb2.EndpointAuthentication(basic=basic))
+    sent = endpoint_from_args(args, current).authentication.basic
+    assert (sent.username, sent.password) == ("bob", "new-password")
+    with pytest.raises(UsageError, match="no basic user"):
+        endpoint_from_args(args, _current_with())
+
+
+def test_a_partial_tls_update_keeps_the_rest(tmp_path: Path) -> None:
+    current = _current_with(
+        tls=endpoint_pb2.EndpointTls(
+            client_certificate_pem=CERT, client_key_pem="********", ca_pem=CA
+        )
+    )
+    renewed = CERT.replace("cert", "renewed")
+    args = parse(
+        "endpoints", "update", "ep_1", "--tls-client-cert", written(tmp_path, "r", renewed)
+    )
+    assert needs_current(args) and not endpoint_from_args(args).HasField("tls")
+    # The masked key: the service keeps the stored key when it belongs to the new certificate.
+    assert endpoint_from_args(args, current).tls == endpoint_pb2.EndpointTls(
+        client_certificate_pem=renewed, client_key_pem="********", ca_pem=CA
+    )
+    no_ca = parse("endpoints", "update", "ep_1", "--tls-ca", "")
+    assert endpoint_from_args(no_ca, current).tls == endpoint_pb2.EndpointTls(
+        client_certificate_pem=CERT, client_key_pem="********"
+    )
+    no_cert = parse("endpoints", "update", "ep_1", "--tls-client-cert", "")
+    assert endpoint_from_args(no_cert, current).tls == endpoint_pb2.EndpointTls(ca_pem=CA)
+    with pytest.raises(UsageError, match="--tls-client-cert needs --tls-client-key"):
+        endpoint_from_args(args, _current_with())
+    # Everything given, or everything removed: nothing to read.
+    gone = parse("endpoints", "update", "ep_1", "--tls-client-cert", "", "--tls-ca", "")
+    assert not needs_current(gone)
+    removed = endpoint_from_args(gone)
+    assert removed.HasField("tls") and removed.tls == endpoint_pb2.EndpointTls()
+
+
+def test_empty_values_remove_any_method() -> None:
+    for flag in ("--auth-header", "--basic-user", "--oauth2-token-url"):
+        ep = endpoint_from_args(parse("endpoints", "update", "ep_1", flag, ""))
+        assert ep.HasField("authentication"), flag
+        assert ep.authentication.WhichOneof("method") is None, flag
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("30", 30), ("1.5", 1.5), ("500ms", 0.5), ("5m", 300), ("2h", 7200), ("1d", 86400)],
@@ -272,6 +509,19 @@ def test_global_flags_go_before_or_after_the_command() -> None:
     for args in (before, after):
         assert (args.json, args.target, args.token) == (True, "h:1", None)
     assert not parse("endpoints", "list").json
+
+
+def test_endpoint_tls_flags_are_not_the_connection_flags(tmp_path: Path) -> None:
+    """--client-cert/--client-key/--ca-cert are convoyctl's own mutual TLS to the daemon, also
+    after the command; the endpoint's are --tls-*."""
+    pem = written(tmp_path, "c.pem", CERT)
+    args = parse(
+        *("endpoints", "update", "ep_1", "--tls", "--client-cert", pem, "--ca-cert", pem),
+        *("--tls-ca", pem),
+    )
+    assert (args.tls, args.client_cert, args.ca_cert) == (True, pem, pem)
+    assert args.tls_ca == CERT and args.tls_client_cert is None
+    assert update_mask(args) == ["tls"]
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -453,3 +703,100 @@ async def test_rotate_json_output(target: str) -> None:
     code, out, _ = await invoke("--target", target, "--json", "endpoints", "rotate-secret", "ep_1")
     assert code == 0
     assert json.loads(out)["secret"] == {"id": "sec_2", "value": "whsec_two"}
+
+
+def block(text: str) -> dict[str, str]:
+    """convoyctl's ``key: value`` lines as a dict."""
+    rows = (line.partition(": ") for line in text.splitlines())
+    return {key.strip(): value.strip() for key, _, value in rows}
+
+
+async def test_authentication_and_tls_round_trip_through_the_daemon(
+    delivering: tuple[App, Running], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, running = delivering
+    pem = endpoint_pem(tmp_path)
+    files = {
+        name: written(tmp_path, f"{name}.pem", text)
+        for name, text in (
+            ("cert", pem.client_certificate),
+            ("key", pem.client_key),
+            ("ca", pem.ca),
+            ("renewed", pem.renewed_certificate),
+            ("other", pem.other_certificate),
+        )
+    }
+    password = "basic-pw-" + "p" * 20
+
+    async def ctl(*argv: str) -> tuple[int, str, str]:
+        return await invoke("--target", running.grpc_target, "--token", running.token, *argv)
+
+    def written_values(text: str) -> list[str]:
+        secrets = (password, "oauth2-secret-value", "-----BEGIN PRIVATE KEY", "PRIVATE KEY")
+        return [v for v in secrets if v in text]
+
+    stdin_of(monkeypatch, password + "\n")
+    code, out, err = await ctl(
+        *("endpoints", "create", "--url", "https://hooks.invalid/in", "--name", "mtls"),
+        *("--basic-user", "bob", "--basic-password-file", "-"),
+        *("--tls-client-cert", files["cert"], "--tls-client-key", files["key"]),
+        *("--tls-ca", files["ca"]),
+    )
+    assert code == 0, err
+    endpoint_id = next(line.split()[-1] for line in out.splitlines() if line.startswith("id:"))
+    stored = (await app.endpoints.get(endpoint_id)).spec
+    assert stored.auth is not None and stored.tls is not None
+    assert getattr(stored.auth, "password", None) == password
+    assert stored.tls.client_key_pem == pem.client_key
+
+    code, shown, err = await ctl("endpoints", "get", endpoint_id)
+    assert code == 0, err
+    lines = block(shown)
+    assert lines["authentication.basic.username"] == "bob"
+    assert lines["authentication.basic.password"] == "********"
+    assert lines["tls.client_certificate_pem"] == "PEM, 1 certificate"
+    assert lines["tls.client_key_pem"] == "********"
+    assert lines["tls.ca_pem"] == "PEM, 1 certificate"
+    not_after = lines["tls.client_certificate_not_after"]
+    assert not_after.endswith("Z")
+    code, as_json, _ = await ctl("--json", "endpoints", "get", endpoint_id)
+    assert json.loads(as_json)["tls"]["client_certificate_pem"] == pem.client_certificate
+    assert not written_values(out + err + shown + as_json)
+
+    # A renewed certificate for the same key: the stored key stays, the expiry moves.
+    code, out, err = await ctl(
+        "endpoints", "update", endpoint_id, "--tls-client-cert", files["renewed"]
+    )
+    assert code == 0, err
+    renewed = (await app.endpoints.get(endpoint_id)).spec.tls
+    assert renewed is not None and renewed.client_key_pem == pem.client_key
+    assert renewed.client_certificate_pem == pem.renewed_certificate and renewed.ca_pem == pem.ca
+    assert block(out)["tls.client_certificate_not_after"] != not_after
+    # A certificate of another key needs that key: the service names the field.
+    code, _, err = await ctl(
+        "endpoints", "update", endpoint_id, "--tls-client-cert", files["other"]
+    )
+    assert code == 1 and "tls.client_key_pem:" in err
+
+    # From basic to OAuth2; then new scopes keep the stored client secret.
+    code, out, err = await ctl(
+        *("endpoints", "update", endpoint_id, "--oauth2-token-url", "https://auth.invalid/t"),
+        *("--oauth2-client-id", "convoyd", "--oauth2-client-secret", "oauth2-secret-value"),
+    )
+    assert code == 0, err
+    assert block(out)["authentication.oauth2.client_secret"] == "********"
+    code, out, err = await ctl("endpoints", "update", endpoint_id, "--oauth2-scope", "hooks")
+    assert code == 0, err
+    auth = (await app.endpoints.get(endpoint_id)).spec.auth
+    assert getattr(auth, "client_secret", None) == "oauth2-secret-value"
+    assert getattr(auth, "scopes", None) == ("hooks",)
+    assert not written_values(out + err)
+
+    # Removing both.
+    code, _, err = await ctl(
+        *("endpoints", "update", endpoint_id, "--oauth2-token-url", ""),
+        *("--tls-client-cert", "", "--tls-ca", ""),
+    )
+    assert code == 0, err
+    gone = (await app.endpoints.get(endpoint_id)).spec
+    assert gone.auth is None and gone.tls is None

@@ -49,6 +49,8 @@ FAMILIES = {
     "convoyd_retention_last_run_timestamp_seconds": "gauge",
     "convoyd_retention_last_run_duration_seconds": "gauge",
     "convoyd_store_size_bytes": "gauge",
+    "convoyd_oauth2_token_fetches": "counter",
+    "convoyd_client_certificates": "gauge",
     "process_resident_memory_bytes": "gauge",
     "process_cpu_seconds": "counter",
     "python_info": "gauge",

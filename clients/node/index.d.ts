@@ -96,13 +96,61 @@ export interface EndpointSecret {
 
 export interface ApiKeyAuthentication {
   header_name: string;
-  /** Write-only: reads show "********". */
+  /** Write-only: reads show "********"; sent back with the same header_name, it keeps the stored key. */
   header_value: string;
 }
 
-export interface EndpointAuthentication {
-  api_key?: ApiKeyAuthentication | null;
-  method?: "api_key";
+export type OAuth2ClientAuthenticationName =
+  | "CLIENT_AUTHENTICATION_UNSPECIFIED"
+  | "CLIENT_AUTHENTICATION_BASIC"
+  | "CLIENT_AUTHENTICATION_BODY";
+
+/** A bearer token from the OAuth2 client-credentials grant (RFC 6749 §4.4), fetched and cached by convoyd. */
+export interface OAuth2ClientCredentials {
+  /** https (http only to a loopback address). */
+  token_url: string;
+  client_id: string;
+  /** Write-only: reads show "********"; sent back with the same token_url and client_id, it keeps the stored secret. */
+  client_secret: string;
+  /** Sent space-separated as `scope`; empty: none. */
+  scopes: string[];
+  /** Sent as `audience`; empty: none. */
+  audience: string;
+  /** How convoyd authenticates to the token URL; UNSPECIFIED means BASIC. */
+  client_authentication: OAuth2ClientAuthenticationName;
+}
+
+/** HTTP basic authentication (RFC 7617) on every request. */
+export interface BasicAuthentication {
+  /** Must not contain ":". */
+  username: string;
+  /** Write-only: reads show "********"; sent back with the same username, it keeps the stored password. */
+  password: string;
+}
+
+/**
+ * How convoyd proves who it is to the receiver: one method at a time, `method` naming the
+ * member that is set. No method (`{}`): no authentication; sent in an update, it removes it.
+ */
+export type EndpointAuthentication =
+  | { method: "api_key"; api_key: ApiKeyAuthentication }
+  | { method: "oauth2"; oauth2: OAuth2ClientCredentials }
+  | { method: "basic"; basic: BasicAuthentication }
+  | { method?: undefined };
+
+/** Mutual TLS and a private CA for an https endpoint; goes with any authentication method. */
+export interface EndpointTls {
+  /** PEM: the client certificate, then any intermediates. Given together with client_key_pem. */
+  client_certificate_pem: string;
+  /**
+   * PEM, unencrypted. Write-only: reads show "********"; sent back, it keeps the stored key for
+   * the same certificate, or for a renewed one the stored key belongs to.
+   */
+  client_key_pem: string;
+  /** PEM: the only CA certificates trusted for the receiver; empty: the system's store. */
+  ca_pem: string;
+  /** Output only: when the client certificate expires. */
+  client_certificate_not_after: Timestamp | null;
 }
 
 export interface ExponentialRetry {
@@ -160,6 +208,8 @@ export interface Endpoint {
   created_at: Timestamp | null;
   updated_at: Timestamp | null;
   circuit_breaker: CircuitBreakerStatus | null;
+  /** Mutual TLS and a private CA; needs an https url. */
+  tls: EndpointTls | null;
 }
 
 type DeepPartialInput<T> = {

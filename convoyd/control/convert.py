@@ -12,10 +12,15 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from convoyd.core.model import (
     ApiKeyAuth,
+    BasicAuth,
     BreakerStatus,
     Endpoint,
+    EndpointAuth,
     EndpointSpec,
     EndpointStatus,
+    EndpointTls,
+    OAuth2Auth,
+    OAuth2ClientAuth,
     RetryPolicy,
     RetryStrategy,
     Secret,
@@ -53,6 +58,11 @@ ENCODING_TO_PB = {
     SignatureEncoding.BASE64: pb.SIGNATURE_ENCODING_BASE64,
 }
 ENCODING_FROM_PB = {v: k for k, v in ENCODING_TO_PB.items()}
+CLIENT_AUTH_TO_PB = {
+    OAuth2ClientAuth.BASIC: pb.OAuth2ClientCredentials.CLIENT_AUTHENTICATION_BASIC,
+    OAuth2ClientAuth.BODY: pb.OAuth2ClientCredentials.CLIENT_AUTHENTICATION_BODY,
+}
+CLIENT_AUTH_FROM_PB = {v: k for k, v in CLIENT_AUTH_TO_PB.items()}
 
 # Mask paths of the API (Endpoint field names) → EndpointSpec field names: the fields the
 # service lets an update replace, under their API names.
@@ -208,14 +218,50 @@ def retry_to_pb(policy: RetryPolicy) -> pb.RetryPolicy:
     return out
 
 
+def _auth_from_pb(msg: pb.EndpointAuthentication, out: _Violations) -> EndpointAuth | None:
+    kind = msg.WhichOneof("method")
+    if kind == "api_key":
+        return ApiKeyAuth(
+            header_name=msg.api_key.header_name, header_value=msg.api_key.header_value
+        )
+    if kind == "basic":
+        return BasicAuth(username=msg.basic.username, password=msg.basic.password)
+    if kind == "oauth2":
+        o = msg.oauth2
+        client_auth = _enum(
+            o.client_authentication,
+            CLIENT_AUTH_FROM_PB,
+            OAuth2ClientAuth.BASIC,
+            "authentication.oauth2.client_authentication",
+            out,
+        )
+        return OAuth2Auth(
+            token_url=o.token_url.strip(),
+            client_id=o.client_id,
+            client_secret=o.client_secret,
+            scopes=tuple(o.scopes),
+            audience=o.audience,
+            client_auth=client_auth,
+        )
+    return None
+
+
+def _tls_from_pb(msg: pb.EndpointTls) -> EndpointTls | None:
+    """The caller's TLS settings; nothing set reads as none. client_certificate_not_after is
+    output only: the service reads it from the certificate."""
+    if not (msg.client_certificate_pem or msg.client_key_pem or msg.ca_pem):
+        return None
+    return EndpointTls(
+        client_certificate_pem=msg.client_certificate_pem,
+        client_key_pem=msg.client_key_pem,
+        ca_pem=msg.ca_pem,
+    )
+
+
 def _spec_values(msg: pb.Endpoint, out: _Violations) -> dict[str, Any]:
     """Every settable field of ``msg`` as EndpointSpec keyword arguments."""
     sig = msg.signature
     scheme = _enum(sig.scheme, SCHEME_FROM_PB, SignatureScheme.STANDARD, "signature.scheme", out)
-    auth = None
-    if msg.authentication.WhichOneof("method") == "api_key":
-        key = msg.authentication.api_key
-        auth = ApiKeyAuth(header_name=key.header_name, header_value=key.header_value)
     rate_duration = _duration_field(
         msg, "rate_limit_duration", default=1.0, field="rate_limit_duration", out=out
     )
@@ -239,10 +285,11 @@ def _spec_values(msg: pb.Endpoint, out: _Violations) -> dict[str, Any]:
                 sig.encoding, ENCODING_FROM_PB, SignatureEncoding.HEX, "signature.encoding", out
             ),
         ),
-        "auth": auth,
+        "auth": _auth_from_pb(msg.authentication, out),
         "headers": dict(msg.headers),
         "content_type": msg.content_type or "application/json",
         "max_concurrency": msg.max_concurrency,
+        "tls": _tls_from_pb(msg.tls) if msg.HasField("tls") else None,
     }
 
 
@@ -300,6 +347,37 @@ def breaker_to_pb(status: BreakerStatus) -> pb.CircuitBreakerStatus:
     return msg
 
 
+def auth_to_pb(auth: EndpointAuth) -> pb.EndpointAuthentication:
+    """The endpoint's authentication as reads show it: write-only values masked."""
+    if isinstance(auth, ApiKeyAuth):
+        key = pb.ApiKeyAuthentication(header_name=auth.header_name, header_value=MASK)
+        return pb.EndpointAuthentication(api_key=key)
+    if isinstance(auth, BasicAuth):
+        basic = pb.BasicAuthentication(username=auth.username, password=MASK)
+        return pb.EndpointAuthentication(basic=basic)
+    oauth2 = pb.OAuth2ClientCredentials(
+        token_url=auth.token_url,
+        client_id=auth.client_id,
+        client_secret=MASK,
+        scopes=list(auth.scopes),
+        audience=auth.audience,
+        client_authentication=CLIENT_AUTH_TO_PB[auth.client_auth],
+    )
+    return pb.EndpointAuthentication(oauth2=oauth2)
+
+
+def tls_to_pb(tls: EndpointTls) -> pb.EndpointTls:
+    """The endpoint's TLS settings as reads show them: the client key masked."""
+    msg = pb.EndpointTls(
+        client_certificate_pem=tls.client_certificate_pem,
+        client_key_pem=MASK if tls.client_key_pem else "",
+        ca_pem=tls.ca_pem,
+    )
+    if tls.client_certificate_not_after is not None:
+        msg.client_certificate_not_after.CopyFrom(timestamp(tls.client_certificate_not_after))
+    return msg
+
+
 def endpoint_to_pb(
     ep: Endpoint,
     *,
@@ -337,8 +415,9 @@ def endpoint_to_pb(
     if spec.retry_policy is not None:
         msg.retry_policy.CopyFrom(retry_to_pb(spec.retry_policy))
     if spec.auth is not None:
-        msg.authentication.api_key.header_name = spec.auth.header_name
-        msg.authentication.api_key.header_value = MASK
+        msg.authentication.CopyFrom(auth_to_pb(spec.auth))
+    if spec.tls is not None:
+        msg.tls.CopyFrom(tls_to_pb(spec.tls))
     if breaker is not None:
         msg.circuit_breaker.CopyFrom(breaker_to_pb(breaker))
     return msg

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 
 T = TypeVar("T")
 
@@ -90,7 +90,58 @@ class ApiKeyAuth:
     """Endpoint authentication: an API key sent in a header, separate from the signature."""
 
     header_name: str
+    #: Write-only: reads show the mask.
     header_value: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BasicAuth:
+    """Endpoint authentication: HTTP basic (RFC 7617) on every request."""
+
+    username: str
+    #: Write-only: reads show the mask.
+    password: str
+
+
+class OAuth2ClientAuth(StrEnum):
+    """How convoyd authenticates itself to an OAuth2 token URL (RFC 6749 §2.3.1)."""
+
+    BASIC = "basic"  # an Authorization: Basic header
+    BODY = "body"  # client_id and client_secret in the form body
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OAuth2Auth:
+    """Endpoint authentication: a bearer token from the OAuth2 client-credentials grant."""
+
+    token_url: str
+    client_id: str
+    #: Write-only: reads show the mask.
+    client_secret: str
+    #: Sent space-separated as ``scope``; empty: no scope parameter.
+    scopes: tuple[str, ...] = ()
+    #: Sent as ``audience`` when not empty.
+    audience: str = ""
+    client_auth: OAuth2ClientAuth = OAuth2ClientAuth.BASIC
+
+
+# How convoyd proves who it is in the request itself; mutual TLS (EndpointTls) goes with any.
+EndpointAuth: TypeAlias = ApiKeyAuth | BasicAuth | OAuth2Auth
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointTls:
+    """TLS settings of an https endpoint: a client certificate and the CA trusted for the
+    receiver. Empty strings mean "not set"."""
+
+    #: PEM: the client certificate, then any intermediates; goes with client_key_pem.
+    client_certificate_pem: str = ""
+    #: PEM: the certificate's unencrypted private key. Write-only: reads show the mask.
+    client_key_pem: str = ""
+    #: PEM: the only CA certificates trusted for the receiver; empty: the system store.
+    ca_pem: str = ""
+    #: When the client certificate expires, read from it by the service (never from callers).
+    client_certificate_not_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,11 +159,12 @@ class EndpointSpec:
     #: None: the server's default policy at the time of each attempt.
     retry_policy: RetryPolicy | None = None
     signature: SignatureConfig = field(default_factory=SignatureConfig)
-    auth: ApiKeyAuth | None = None
+    auth: EndpointAuth | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
     #: 0: the server default.
     max_concurrency: int = 0
+    tls: EndpointTls | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

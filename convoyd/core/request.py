@@ -9,12 +9,13 @@ with an HTTP authentication scheme (``Bearer …``) or one of convoyd's token pr
 
 from __future__ import annotations
 
+import base64
 import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from convoyd.core import signing
-from convoyd.core.model import Endpoint
+from convoyd.core.model import ApiKeyAuth, BasicAuth, Endpoint, EndpointAuth
 
 REDACTED = "[redacted]"
 # Words in header names that usually carry credentials (X-Api-Key, Authorization, Cookie,
@@ -58,10 +59,16 @@ def build_headers(
         ("webhook-timestamp", str(timestamp)),
         *signing.signature_headers(spec.signature, keys, delivery_id, timestamp, body),
     ]
+    # No custom or event header may take the credentials' header. OAuth2's bearer token is not
+    # added here: the attempt fetches it (convoyd.delivery.oauth2) and adds it after.
+    auth = spec.auth
     auth_name = ""
-    if spec.auth is not None:
-        auth_name = spec.auth.header_name.lower()
-        headers.append((spec.auth.header_name, spec.auth.header_value))
+    if auth is not None:
+        auth_name = auth_header_name(auth).lower()
+        if isinstance(auth, ApiKeyAuth):
+            headers.append((auth.header_name, auth.header_value))
+        elif isinstance(auth, BasicAuth):
+            headers.append(("Authorization", basic_authorization(auth.username, auth.password)))
     if spec.headers or event_headers:
         custom = {k.lower(): (k, v) for k, v in spec.headers.items()}
         custom.update({k.lower(): (k, v) for k, v in event_headers.items()})
@@ -69,13 +76,34 @@ def build_headers(
     return headers
 
 
+def basic_authorization(username: str, password: str) -> str:
+    """The Authorization value of HTTP basic (RFC 7617): ``Basic base64(user:password)``, UTF-8
+    (the charset RFC 7617 lets a server ask for, and the only one that holds any text)."""
+    pair = f"{username}:{password}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+def bearer_authorization(token: str) -> str:
+    """The Authorization value that carries an OAuth2 access token (RFC 6750 §2.1)."""
+    return "Bearer " + token
+
+
 def redact(headers: Sequence[tuple[str, str]], endpoint: Endpoint) -> tuple[tuple[str, str], ...]:
     """The headers as the attempt log keeps them: credentials replaced by [redacted].
 
     Signatures stay: they are not secrets, and receivers debugging a mismatch need them.
     """
-    auth = endpoint.spec.auth.header_name if endpoint.spec.auth else ""
-    return redact_pairs(headers, auth_header=auth)
+    return redact_pairs(headers, auth_header=auth_header_name(endpoint.spec.auth))
+
+
+def auth_header_name(auth: EndpointAuth | None) -> str:
+    """The header that carries the endpoint's credentials: the API key's own, Authorization for
+    basic and OAuth2 (bearer), "" without authentication."""
+    if auth is None:
+        return ""
+    if isinstance(auth, ApiKeyAuth):
+        return auth.header_name
+    return "Authorization"
 
 
 def is_credential(name: str, value: str, auth_header: str = "") -> bool:

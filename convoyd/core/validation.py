@@ -1,6 +1,7 @@
 """Checks caller-supplied values once, on the domain types, and names every bad field.
 
-The rules for URLs and headers themselves are in convoyd/core/http_rules.py.
+The rules for URLs and headers themselves are in convoyd/core/http_rules.py, those for an
+endpoint's authentication and TLS settings in convoyd/core/auth_rules.py.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from convoyd.core import ids, signing
+from convoyd.core.auth_rules import auth_problems, tls_problems
 from convoyd.core.http_rules import (
     CONTROL,
     DEFAULT_MAX_HEADER_NAME_LENGTH,
@@ -28,7 +30,6 @@ from convoyd.core.http_rules import check_header_name as check_header_name
 from convoyd.core.http_rules import check_header_value as check_header_value
 from convoyd.core.http_rules import check_url as check_url
 from convoyd.core.model import (
-    ApiKeyAuth,
     EndpointSpec,
     EventInput,
     RetryPolicy,
@@ -64,6 +65,11 @@ class Limits:
     max_retries: int = 50
     max_retry_delay: float = 7 * 86400.0
     max_concurrency: int = 256
+    #: Each username, password, OAuth2 client id, client secret and audience.
+    max_credential_length: int = 1024
+    max_scopes: int = 50
+    #: Each PEM text of an endpoint's TLS settings (a certificate chain, a key, a CA bundle).
+    max_pem_length: int = 65536
 
 
 class _Collector:
@@ -72,6 +78,10 @@ class _Collector:
 
     def add(self, field: str, description: str) -> None:
         self.violations.append(FieldViolation(field, description))
+
+    def extend(self, problems: Iterable[tuple[str, str]]) -> None:
+        for field, description in problems:
+            self.add(field, description)
 
     def raise_if_any(self) -> None:
         if self.violations:
@@ -135,22 +145,6 @@ def _check_retry(policy: RetryPolicy, limits: Limits, out: _Collector) -> None:
         _check_duration(policy.interval, f"{where}.interval", 0.1, cap, out)
         if not (0 <= policy.max_retries <= limits.max_retries):
             out.add(f"{where}.max_retries", f"must be between 0 and {limits.max_retries}")
-
-
-def _check_auth(
-    auth: ApiKeyAuth, headers: Mapping[str, str], limits: Limits, out: _Collector
-) -> None:
-    where = "authentication.api_key"
-    if (problem := check_header_name(auth.header_name, limits)) is not None:
-        out.add(f"{where}.header_name", problem)
-    elif auth.header_name.lower() in {h.lower() for h in headers}:
-        out.add(f"{where}.header_name", "is also a custom header")
-    if not auth.header_value:
-        out.add(f"{where}.header_value", "is required")
-    elif set(auth.header_value) == {"*"}:
-        out.add(f"{where}.header_value", "is the masked placeholder; send the real value")
-    elif (problem := check_header_value(auth.header_value, limits)) is not None:
-        out.add(f"{where}.header_value", problem)
 
 
 def _check_text(
@@ -265,7 +259,9 @@ def validate_endpoint_spec(spec: EndpointSpec, limits: Limits) -> None:
         _check_retry(spec.retry_policy, limits, out)
     check_headers(spec.headers, limits, out)
     if spec.auth is not None:
-        _check_auth(spec.auth, spec.headers, limits, out)
+        out.extend(auth_problems(spec.auth, spec.headers, limits))
+    if spec.tls is not None:
+        out.extend(tls_problems(spec.tls, spec.url, limits))
     if (
         not spec.content_type
         or len(spec.content_type) > 256

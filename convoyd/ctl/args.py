@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Far above any PEM bundle or credential convoyd takes: a wrong path (a device, a log file)
+# fails at once instead of being read whole.
+MAX_FILE_BYTES = 1 << 20
 
 
 class UsageError(Exception):
@@ -69,6 +74,59 @@ def header_flag(parser: argparse.ArgumentParser, help: str) -> None:
 def header_map(pairs: Sequence[tuple[str, str]] | None) -> dict[str, str]:
     """--header pairs as a map; the empty pair of ``--header ''`` adds nothing."""
     return {name: value for name, value in pairs or () if name}
+
+
+class ReadFile(argparse.Action):
+    """Stores the text of the file the flag names instead of the name; ``-`` reads standard
+    input, which only one flag may do. ``''`` stores ``''``: the flag's way to clear on update."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        name = str(values)
+        setattr(namespace, self.dest, self.text(namespace, name) if name else "")
+
+    def text(self, namespace: argparse.Namespace, name: str) -> str:
+        try:
+            if name == "-":
+                taken = getattr(namespace, "_stdin_flag", None)
+                if taken is not None:
+                    raise argparse.ArgumentError(self, f"standard input is read by {taken} already")
+                namespace._stdin_flag = self.option_strings[0]
+                raw = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+            else:
+                with Path(name).open("rb") as file:
+                    raw = file.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise argparse.ArgumentError(self, f"cannot read {name}: {exc.strerror}") from None
+        if len(raw) > MAX_FILE_BYTES:
+            raise argparse.ArgumentError(self, f"{name} is larger than {MAX_FILE_BYTES} bytes")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise argparse.ArgumentError(self, f"{name} is not UTF-8 text") from None
+
+
+class ReadSecret(ReadFile):
+    """A write-only value from a file or standard input, so that it never shows in ``ps``;
+    the line end that ``echo`` and editors add is dropped."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        name = str(values)
+        if not name:
+            raise argparse.ArgumentError(self, "needs a file name, or - for standard input")
+        text = self.text(namespace, name)
+        setattr(namespace, self.dest, text.removesuffix("\n").removesuffix("\r"))
 
 
 def id_arg(parser: argparse.ArgumentParser) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from convoyd.client import Client, duration
+from convoyd.ctl import endpoint_auth
 from convoyd.ctl.args import UsageError, count, delays, fraction, header, id_arg, seconds
 from convoyd.ctl.registry import CommandSet
 from convoyd.ctl.render import Column, Output, column, field_text
@@ -32,7 +33,6 @@ STATUSES = {
     "pending": endpoint_pb2.ENDPOINT_STATUS_PENDING,
 }
 _SIGNATURE_FLAGS = ("scheme", "hash", "encoding")
-_AUTH_FLAGS = ("auth_header", "auth_value")
 _RETRY_DETAIL_FLAGS = (
     *("retry_interval", "retry_max_interval", "retry_multiplier"),
     *("retry_max", "retry_delays", "retry_jitter"),
@@ -43,8 +43,9 @@ MASK_OF_FLAG: dict[str, str] = {
     **{f: f for f in ("rate_limit", "rate_limit_duration")},
     **dict.fromkeys(("retry", *_RETRY_DETAIL_FLAGS), "retry_policy"),
     **dict.fromkeys(_SIGNATURE_FLAGS, "signature"),
-    **dict.fromkeys(_AUTH_FLAGS, "authentication"),
+    **dict.fromkeys(endpoint_auth.AUTH_FLAGS, "authentication"),
     **{f: f for f in ("headers", "content_type", "max_concurrency")},
+    **dict.fromkeys(endpoint_auth.TLS_FLAGS, "tls"),
 }
 # The --retry-* flags each --retry strategy takes.
 RETRY_FLAGS = {
@@ -88,8 +89,7 @@ def endpoint_flags(parser: argparse.ArgumentParser, *, create: bool) -> None:
     add("--scheme", choices=SCHEMES, help="signature scheme")
     add("--hash", choices=HASHES, help="signature hash (Convoy schemes)")
     add("--encoding", choices=ENCODINGS, help="signature encoding (Convoy schemes)")
-    add("--auth-header", metavar="NAME", help="header carrying an API key (update: '' clears)")
-    add("--auth-value", metavar="VALUE", help="the API key")
+    endpoint_auth.auth_flags(parser)
     add(
         "--header",
         action="append",
@@ -107,8 +107,10 @@ def endpoint_flags(parser: argparse.ArgumentParser, *, create: bool) -> None:
     add("--retry-max", type=count, metavar="N", help="exponential, linear: most retries")
     add("--retry-delays", type=delays, metavar="LIST", help="schedule: e.g. '5,300,1800'")
     add("--retry-jitter", type=fraction, metavar="FRACTION", help="0 to 1 (default 0.2)")
+    endpoint_auth.tls_flags(parser)
     if create:
         add("--secret", default="", help="the first signing secret (default: generated)")
+    parser.set_defaults(updating=not create)
 
 
 def update_mask(args: argparse.Namespace) -> list[str]:
@@ -122,9 +124,10 @@ def update_mask(args: argparse.Namespace) -> list[str]:
 
 def needs_current(args: argparse.Namespace) -> bool:
     """Whether an update must read the endpoint first: some, not all, signature flags given
-    (the mask replaces the whole signature, so the others keep their current values)."""
+    (the mask replaces the whole signature, so the others keep their current values), or part
+    of an authentication method or of the TLS settings (see endpoint_auth)."""
     given = [getattr(args, f, None) is not None for f in _SIGNATURE_FLAGS]
-    return any(given) and not all(given)
+    return (any(given) and not all(given)) or endpoint_auth.needs_current(args)
 
 
 # Where each detail flag goes in the message of its strategy: (field, is a duration).
@@ -181,20 +184,11 @@ def _signature(
     return signature
 
 
-def _authentication(args: argparse.Namespace, ep: endpoint_pb2.Endpoint, mask: list[str]) -> None:
-    if args.auth_header == "" and args.auth_value is None:
-        ep.authentication.SetInParent()  # no method: an update removes the authentication
-    elif "authentication" in mask:
-        if not args.auth_header or args.auth_value is None:
-            raise UsageError("--auth-header and --auth-value go together (--auth-header '' clears)")
-        ep.authentication.api_key.header_name = args.auth_header
-        ep.authentication.api_key.header_value = args.auth_value
-
-
 def endpoint_from_args(
     args: argparse.Namespace, current: endpoint_pb2.Endpoint | None = None
 ) -> endpoint_pb2.Endpoint:
-    """An Endpoint holding the flags' values; ``current`` supplies a partial signature's rest."""
+    """An Endpoint holding the flags' values; ``current`` (the endpoint as read, when
+    needs_current) supplies the rest of a partial signature, authentication or TLS settings."""
     ep = endpoint_pb2.Endpoint()
     plain = ("url", "name", "description", "owner_id", "content_type")
     for flag in (*plain, "rate_limit", "max_concurrency"):
@@ -213,8 +207,20 @@ def endpoint_from_args(
     if "signature" in mask:
         ep.signature.CopyFrom(_signature(args, current))
         ep.signature.SetInParent()
-    _authentication(args, ep, mask)
+    auth = endpoint_auth.authentication(args, current) if "authentication" in mask else None
+    if auth is not None:
+        ep.authentication.CopyFrom(auth)
+        ep.authentication.SetInParent()  # no method: an update removes the authentication
+    tls = endpoint_auth.tls(args, current) if "tls" in mask else None
+    if tls is not None:
+        ep.tls.CopyFrom(tls)
+        ep.tls.SetInParent()  # nothing set: an update removes the TLS settings
     return ep
+
+
+def show(out: Output, endpoint: endpoint_pb2.Endpoint) -> None:
+    """One endpoint as a result: whole in JSON; for people, PEM bundles summed up."""
+    out.resource(endpoint if out.as_json else endpoint_auth.readable(endpoint))
 
 
 def _create_flags(parser: argparse.ArgumentParser) -> None:
@@ -227,8 +233,7 @@ async def create(client: Client, args: argparse.Namespace, out: Output) -> int:
     if out.as_json:
         out.resource(created)
         return 0
-    shown = endpoint_pb2.Endpoint()
-    shown.CopyFrom(created)
+    shown = endpoint_auth.readable(created)
     for secret in shown.secrets:
         secret.ClearField("value")
     out.resource(shown)
@@ -244,7 +249,7 @@ async def create(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 @COMMANDS.command("get", help="show one endpoint", configure=id_arg)
 async def get(client: Client, args: argparse.Namespace, out: Output) -> int:
-    out.resource(await client.get_endpoint(args.id))
+    show(out, await client.get_endpoint(args.id))
     return 0
 
 
@@ -288,7 +293,7 @@ async def update(client: Client, args: argparse.Namespace, out: Output) -> int:
     if needs_current(args):
         endpoint = endpoint_from_args(args, await client.get_endpoint(args.id))
     endpoint.id = args.id
-    out.resource(await client.update_endpoint(endpoint, mask))
+    show(out, await client.update_endpoint(endpoint, mask))
     return 0
 
 
@@ -306,13 +311,13 @@ def _id_and_reason(parser: argparse.ArgumentParser) -> None:
 
 @COMMANDS.command("pause", help="hold deliveries; discard new events", configure=_id_and_reason)
 async def pause(client: Client, args: argparse.Namespace, out: Output) -> int:
-    out.resource(await client.pause_endpoint(args.id, reason=args.reason))
+    show(out, await client.pause_endpoint(args.id, reason=args.reason))
     return 0
 
 
 @COMMANDS.command("resume", help="resume a paused endpoint", configure=id_arg)
 async def resume(client: Client, args: argparse.Namespace, out: Output) -> int:
-    out.resource(await client.resume_endpoint(args.id))
+    show(out, await client.resume_endpoint(args.id))
     return 0
 
 
@@ -320,7 +325,7 @@ async def resume(client: Client, args: argparse.Namespace, out: Output) -> int:
     "activate", help="make an inactive or pending endpoint active now", configure=_id_and_reason
 )
 async def activate(client: Client, args: argparse.Namespace, out: Output) -> int:
-    out.resource(await client.activate_endpoint(args.id, reason=args.reason))
+    show(out, await client.activate_endpoint(args.id, reason=args.reason))
     return 0
 
 

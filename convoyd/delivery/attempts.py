@@ -7,6 +7,7 @@ Scheduling what comes next is the engine's part.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Callable
@@ -15,15 +16,24 @@ from typing import TYPE_CHECKING
 
 from convoyd.core.breaker import BreakerState
 from convoyd.core.lifecycle import after_attempt
-from convoyd.core.model import Attempt, AttemptResult, Delivery, DeliveryStatus, EndpointStatus
+from convoyd.core.model import (
+    Attempt,
+    AttemptResult,
+    Delivery,
+    DeliveryStatus,
+    EndpointStatus,
+    OAuth2Auth,
+)
 from convoyd.core.outcome import ErrorKind, Outcome, Verdict, classify
-from convoyd.core.request import build_headers, redact
+from convoyd.core.request import bearer_authorization, build_headers, redact
 from convoyd.core.states import Trigger
 from convoyd.delivery.config import USER_AGENT, EngineConfig, SenderLike
 from convoyd.delivery.lane import Lane
+from convoyd.delivery.oauth2 import TokenCache, TokenFailure
 from convoyd.delivery.payloads import PayloadCache
 from convoyd.delivery.recorder import Recorder
 from convoyd.delivery.sender import AttemptReport, OutboundRequest, unsent
+from convoyd.delivery.tls import material_for
 from convoyd.store.base import AttemptRecord
 
 if TYPE_CHECKING:
@@ -61,9 +71,12 @@ class AttemptRunner:
         clock: Callable[[], float],
         rng: random.Random,
         config: Callable[[], EngineConfig],
+        tokens: TokenCache,
         metrics: Metrics | None = None,
     ) -> None:
+        """``tokens``: the OAuth2 access tokens of the endpoints that use them."""
         self._sender = sender
+        self._tokens = tokens
         self._recorder = recorder
         self._payloads = payloads
         self._clock = clock
@@ -103,12 +116,22 @@ class AttemptRunner:
                     event_headers=payload.headers,
                     user_agent=USER_AGENT,
                 )
-                timeout = endpoint.spec.http_timeout or self._config().default_http_timeout
+                spec = endpoint.spec
+                timeout = spec.http_timeout or self._config().default_http_timeout
                 request = OutboundRequest(
-                    url=endpoint.spec.url, headers=headers, body=payload.data, timeout=timeout
+                    url=spec.url,
+                    headers=headers,
+                    body=payload.data,
+                    timeout=timeout,
+                    tls=None if spec.tls is None else material_for(spec.tls),
                 )
                 step = "could not send the request"
-                report = await self._sender.send(request)
+                if isinstance(spec.auth, OAuth2Auth):
+                    report, headers = await self._send_with_token(
+                        endpoint.id, spec.auth, request, start
+                    )
+                else:
+                    report = await self._sender.send(request)
             except Exception as exc:
                 report = self._unsent(d, step, exc, start)
         try:
@@ -119,6 +142,32 @@ class AttemptRunner:
             lane.breaker.release(self._clock())
             self._recorder.abandon(d.id)
             raise
+
+    async def _send_with_token(
+        self, endpoint_id: str, auth: OAuth2Auth, request: OutboundRequest, start: float
+    ) -> tuple[AttemptReport, list[tuple[str, str]]]:
+        """Sends ``request`` with the endpoint's OAuth2 bearer token; a 401 gets one new token
+        and one more send, in this attempt (a second 401 is the attempt's answer). Returns the
+        report and the headers sent, for the attempt log (which redacts the token). The
+        report's duration is the whole attempt's, token requests included: the retry time
+        counts from its end."""
+        report, headers, token = await self._with_token(endpoint_id, auth, request)
+        if token and report.status == 401:
+            self._tokens.invalidate(endpoint_id, token)
+            report, headers, token = await self._with_token(endpoint_id, auth, request)
+        return dataclasses.replace(report, duration=max(0.0, self._clock() - start)), headers
+
+    async def _with_token(
+        self, endpoint_id: str, auth: OAuth2Auth, request: OutboundRequest
+    ) -> tuple[AttemptReport, list[tuple[str, str]], str]:
+        """One send with the current token (fetched if need be): the report, the headers sent
+        and the token ("" when there was none to send: the report says why)."""
+        token = await self._tokens.token(endpoint_id, auth, request.timeout)
+        if isinstance(token, TokenFailure):
+            return token.report(0.0), list(request.headers), ""
+        headers = [*request.headers, ("Authorization", bearer_authorization(token))]
+        report = await self._sender.send(dataclasses.replace(request, headers=headers))
+        return report, headers, token
 
     def _unsent(self, d: Delivery, step: str, exc: Exception, start: float) -> AttemptReport:
         log.warning(

@@ -36,6 +36,7 @@ from convoyd.delivery.attempts import AttemptRunner
 from convoyd.delivery.capacity import Capacity, Flight
 from convoyd.delivery.config import EngineConfig, SenderLike, StatusChanger
 from convoyd.delivery.lane import Lane
+from convoyd.delivery.oauth2 import TokenCache
 from convoyd.delivery.ownership import EndpointCheck, Holdings, Memory
 from convoyd.delivery.payloads import PayloadCache
 from convoyd.delivery.recorder import Recorder
@@ -63,9 +64,13 @@ class Engine:
         metrics: Metrics | None = None,
         owns: EndpointCheck | None = None,
         may_start: EndpointCheck | None = None,
+        tokens: TokenCache | None = None,
     ) -> None:
         """``owns``: whether this node holds an endpoint now; ``may_start``: whether an attempt
-        to it may start now (asked right before each one). None: always (a single node)."""
+        to it may start now (asked right before each one). None: always (a single node).
+        ``tokens``: the endpoints' OAuth2 tokens (by default a cache fetching through
+        ``sender``): one per engine, in the daemon, shared by all of an endpoint's attempts
+        whichever sender worker makes them."""
         self._store = store
         self._metrics = metrics
         self._sender = sender
@@ -75,6 +80,9 @@ class Engine:
         self.config = config or EngineConfig()
         self._payloads = payloads or PayloadCache(store)
         self._change_status = change_status
+        self._tokens = tokens or TokenCache(
+            sender, observe=metrics.oauth2_token_fetch if metrics is not None else None
+        )
         self._runner = AttemptRunner(
             sender=sender,
             recorder=recorder,
@@ -82,6 +90,7 @@ class Engine:
             clock=clock,
             rng=rng,
             config=lambda: self.config,
+            tokens=self._tokens,
             metrics=metrics,
         )
         self._ready: deque[Lane] = deque()
@@ -144,6 +153,7 @@ class Engine:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self._tokens.close()
         await self._recorder.flush()
 
     @property
@@ -247,16 +257,29 @@ class Engine:
     def drop(self, endpoint_ids: Iterable[str]) -> None:
         """Removes lanes at once (a lost lease): what they hold in memory is forgotten (it stays
         pending in the store); attempts in flight finish, and the store fences their outcomes."""
-        self._held.drop(endpoint_ids)
+        ids = list(endpoint_ids)
+        self._held.drop(ids)
+        self._tokens.forget(ids)
 
     async def release(self, endpoint_ids: Iterable[str], timeout: float) -> None:  # noqa: ASYNC109 - a bounded wait, the lanes go either way
         """Hands lanes off: starts no more attempts on them, waits (at most ``timeout``) until
         their attempts in flight end and every outcome is stored, then drops them."""
-        await self._held.release(endpoint_ids, timeout, self._recorder.flush)
+        ids = list(endpoint_ids)
+        await self._held.release(ids, timeout, self._recorder.flush)
+        self._tokens.forget(i for i in ids if i not in self._lanes)  # not taken back meanwhile
 
     def breaker_snapshots(self, ids: Iterable[str] | None = None) -> dict[str, BreakerSnapshot]:
         """The breakers of the lanes held (all of them when ``ids`` is None)."""
         return self._held.snapshots(ids)
+
+    def certificate_expiries(self) -> list[float]:
+        """The not-after time of each held endpoint's client certificate (mutual TLS)."""
+        out: list[float] = []
+        for lane in self._lanes.values():
+            tls = lane.endpoint.spec.tls
+            if tls is not None and tls.client_certificate_not_after is not None:
+                out.append(tls.client_certificate_not_after)
+        return out
 
     def endpoint_ids(self) -> list[str]:
         return list(self._lanes)

@@ -16,11 +16,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from convoyd.core.outcome import ErrorKind
-from convoyd.delivery.sender import AttemptReport
+from convoyd.delivery.sender import AttemptReport, OutboundRequest
+from convoyd.delivery.tls import TlsMaterial
 
 LENGTH = struct.Struct("!I")
 # Frame kinds.
-SEND = 0  # parent -> child: [(id, url, headers, body, timeout), ...]
+# parent -> child: [(id, url, headers, body, timeout[, body_limit, tls]), ...]; the last two
+# only when a request has either (see request_fields), tls as TlsMaterial.fields() or None.
+SEND = 0
 REPORTS = 1  # child -> parent: [(id, report fields...), ...]
 ALLOW = 2  # parent -> child: new allow-list
 READY = 3  # child -> parent: the sender is started; requests can come
@@ -51,6 +54,33 @@ async def read(reader: asyncio.StreamReader) -> tuple[int, Any]:
     # The peer is our own child or parent, started by us over a private socketpair.
     kind, payload = pickle.loads(await reader.readexactly(size))  # noqa: S301
     return kind, payload
+
+
+def request_fields(request_id: int, r: OutboundRequest) -> tuple[Any, ...]:
+    """A request as a SEND item. A request without a body limit or TLS material of its own (the
+    usual one) stays five fields: nothing more to pickle per attempt."""
+    if r.body_limit is None and r.tls is None:
+        return (request_id, r.url, tuple(r.headers), r.body, r.timeout)
+    tls = None if r.tls is None else r.tls.fields()
+    return (request_id, r.url, tuple(r.headers), r.body, r.timeout, r.body_limit, tls)
+
+
+def request(
+    url: str,
+    headers: Sequence[tuple[str, str]],
+    body: bytes,
+    timeout: float,
+    body_limit: int | None = None,
+    tls: Sequence[str] | None = None,
+) -> OutboundRequest:
+    """The request of a SEND item's fields after its id (the inverse of request_fields)."""
+    material = None
+    if tls is not None:
+        cert, key, ca, digest = tls
+        material = TlsMaterial(certificate_pem=cert, key_pem=key, ca_pem=ca, digest=digest)
+    return OutboundRequest(
+        url=url, headers=headers, body=body, timeout=timeout, body_limit=body_limit, tls=material
+    )
 
 
 def report_fields(r: AttemptReport) -> tuple[Any, ...]:

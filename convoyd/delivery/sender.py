@@ -15,11 +15,15 @@ Network and HTTP failures are returned as :class:`AttemptReport` values, never r
 So is any other error while making the request (the HTTP client refusing a header byte, a bug):
 it is a failed attempt (:func:`unsent`), retried like a network error, never an exception that
 would leave the attempt without an outcome.
+
+A request may carry an endpoint's TLS material (client certificate, private CA): its SSLContext
+is built here, in the process that connects, and kept for reuse (convoyd.delivery.tls).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -39,6 +43,7 @@ from convoyd.delivery.guard import (
     blocked_text,
     literal_address,
 )
+from convoyd.delivery.tls import TlsContexts, TlsMaterial
 
 # aiohttp only needs to reap half-closed TLS transports on Pythons without cpython#118960, and
 # warns (an error under our test settings) when asked to on the others.
@@ -65,6 +70,10 @@ class OutboundRequest:
     headers: Sequence[tuple[str, str]]
     body: bytes
     timeout: float  # seconds for connect + send + the whole response
+    #: Bytes of the response body to read, instead of the sender's body_limit (a token response).
+    body_limit: int | None = None
+    #: The endpoint's client certificate and CA (convoyd.delivery.tls); None: the defaults.
+    tls: TlsMaterial | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +149,7 @@ class Sender:
         self._closing: set[asyncio.Task[None]] = set()
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._targets: dict[str, tuple[URL, str, str]] = {}
+        self._tls = TlsContexts()
 
     async def start(self) -> None:
         """Create the session; call from the running event loop."""
@@ -230,6 +240,13 @@ class Sender:
         self._targets[text] = (url, host, blocked)
         return url, host, blocked
 
+    def _new_target(self, text: str) -> tuple[URL, str, str] | None:
+        """``_target``, None when the text is no URL at all."""
+        try:
+            return self._target(text)
+        except Exception:  # whatever yarl raises for it
+            return None
+
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
         timeout = self._timeouts.get(seconds)
         if timeout is None:
@@ -256,15 +273,20 @@ class Sender:
         self, session: aiohttp.ClientSession, request: OutboundRequest
     ) -> AttemptReport:
         started = time.monotonic()
-        target = self._targets.get(request.url)
+        target = self._targets.get(request.url) or self._new_target(request.url)
         if target is None:
-            try:
-                target = self._target(request.url)
-            except Exception:  # any unparsable URL text, whatever yarl raises for it
-                return no_answer(ErrorKind.NETWORK, "invalid URL", time.monotonic() - started)
+            return no_answer(ErrorKind.NETWORK, "invalid URL", time.monotonic() - started)
         url, host, blocked = target
         if blocked:
             return no_answer(ErrorKind.BLOCKED, blocked, time.monotonic() - started)
+        context: ssl.SSLContext | bool = True  # aiohttp's own verifying default
+        if request.tls is not None:
+            endpoint_context = await self._tls_context(request.tls)
+            if endpoint_context is None:
+                text = "could not load the endpoint's TLS certificates"
+                return unsent(text, time.monotonic() - started)
+            context = endpoint_context
+        limit = self._body_limit if request.body_limit is None else request.body_limit
 
         response: _PeerResponse | None = None
         try:
@@ -276,9 +298,10 @@ class Sender:
                     headers=request.headers,
                     allow_redirects=False,
                     timeout=self._timeout(request.timeout),
+                    ssl=context,
                 ),
             )
-            body, truncated = await self._read_body(response)
+            body, truncated = await self._read_body(response, limit)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             kind, text = describe(exc, request.timeout, host)
             if response is None:
@@ -324,10 +347,19 @@ class Sender:
             retry_after=headers.get("Retry-After"),
         )
 
-    async def _read_body(self, response: aiohttp.ClientResponse) -> tuple[bytes, bool]:
-        """At most body_limit bytes of the body, and whether more remained."""
+    async def _tls_context(self, material: TlsMaterial) -> ssl.SSLContext | None:
+        """The endpoint's context; None when OpenSSL refuses its PEM (validated at Create and
+        Update, so this is a PEM that library accepts and this OpenSSL does not). Not even the
+        error's type is told: nothing here may risk echoing key material."""
+        try:
+            return await self._tls.get(material)
+        except Exception:
+            return None
+
+    @staticmethod
+    async def _read_body(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+        """At most ``limit`` bytes of the body, and whether more remained."""
         content = response.content
-        limit = self._body_limit
         parts: list[bytes] = []
         size = 0
         while size < limit:

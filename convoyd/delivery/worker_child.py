@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from convoyd.delivery import frames
-from convoyd.delivery.sender import AttemptReport, OutboundRequest, Sender, unsent
+from convoyd.delivery.sender import AttemptReport, Sender, unsent
 
 
 class _Child:
@@ -50,12 +50,19 @@ class _Child:
             self._loop.call_soon(self._flush)
 
     async def _one(
-        self, request_id: Any, url: str, headers: Any, body: bytes, limit: float
+        self,
+        request_id: Any,
+        url: str,
+        headers: Any,
+        body: bytes,
+        limit: float,
+        body_limit: int | None = None,
+        tls: Any = None,
     ) -> None:
+        """One SEND item (see convoyd.delivery.frames): sent, and its report queued."""
         try:
-            report = await self._sender.send(
-                OutboundRequest(url=url, headers=headers, body=body, timeout=limit)
-            )
+            request = frames.request(url, headers, body, limit, body_limit, tls)
+            report = await self._sender.send(request)
         except Exception as exc:  # the Sender reports its failures; this is a bug: still answer
             report = unsent(f"the sender worker failed on the attempt ({type(exc).__name__})")
         self._reply(request_id, report)

@@ -262,9 +262,7 @@ class WorkerPoolSender:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[AttemptReport] = loop.create_future()
         worker.pending[request_id] = (future, loop.time() + request.timeout + self._reply_margin)
-        worker.outbox.append(
-            (request_id, request.url, tuple(request.headers), request.body, request.timeout)
-        )
+        worker.outbox.append(frames.request_fields(request_id, request))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)

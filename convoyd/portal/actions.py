@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from convoyd.errors import (
     ResourceExhaustedError,
     ValidationError,
 )
-from convoyd.portal import forms, pages, scope, views
+from convoyd.portal import credentials, endpoint_form, forms, pages, scope, views
 from convoyd.portal.context import services, viewer
 from convoyd.portal.security import require_manage
 from convoyd.portal.templates import respond
@@ -31,10 +32,11 @@ TEST_EVENT_TYPE = "convoyd.test"
 OVERLAP_CHOICES = frozenset(value for value, _ in pages.OVERLAPS)
 FORM_FIELDS = (
     *("owner_id", "name", "url", "description", "event_types", "rate_limit"),
-    *("http_timeout", "scheme"),
+    *("http_timeout", "scheme", *credentials.FIELDS),
 )
-# Where a violation of a spec field is shown on the form.
-FIELD_OF = {"signature": "scheme", "rate_limit_duration": "rate_limit"}
+# Where a violation of a spec field is shown on the form (by its first name, or its path
+# without list indexes).
+FIELD_OF = {"signature": "scheme", "rate_limit_duration": "rate_limit", **credentials.FIELD_OF}
 
 
 def see_other(location: str) -> web.Response:
@@ -43,7 +45,9 @@ def see_other(location: str) -> web.Response:
 
 async def _form(request: web.Request) -> dict[str, str]:
     posted = await request.post()
-    return {k: v.strip() for k in FORM_FIELDS if isinstance(v := posted.get(k, ""), str)}
+    return {
+        k: credentials.posted(k, v) for k in FORM_FIELDS if isinstance(v := posted.get(k, ""), str)
+    }
 
 
 async def retry_delivery(request: web.Request) -> web.StreamResponse:
@@ -174,14 +178,17 @@ def _spec_values(values: dict[str, str]) -> tuple[dict[str, Any], list[FieldViol
         out["scheme"] = SignatureScheme(values.get("scheme") or SignatureScheme.STANDARD.value)
     except ValueError:
         bad.append(FieldViolation("signature.scheme", "is not a signature scheme"))
-    return out, bad
+    proofs, wrong = credentials.spec_values(values)
+    return out | proofs, bad + wrong
 
 
-def _with_errors(values: dict[str, str], exc: ValidationError) -> forms.EndpointForm:
-    form = forms.EndpointForm(values=values)
+def _with_errors(values: dict[str, str], exc: ValidationError) -> endpoint_form.EndpointForm:
+    shown, notes = credentials.without_typed_secrets(values)
+    form = endpoint_form.EndpointForm(values=shown, notes=notes)
     for v in exc.violations:
-        head = v.field.split(".")[0].split("[")[0]
-        name = FIELD_OF.get(head, head)
+        path = re.sub(r"\[[^]]*\]", "", v.field)
+        head = path.split(".")[0]
+        name = FIELD_OF.get(path) or FIELD_OF.get(head, head)
         if name in FORM_FIELDS:
             earlier = form.errors.get(name)
             form.errors[name] = f"{earlier}; {v.description}" if earlier else v.description
@@ -204,7 +211,7 @@ async def create_endpoint(request: web.Request) -> web.StreamResponse:
         created = await svc.endpoints.create(spec)
     except ValidationError as exc:
         form = _with_errors(values, exc)
-        body = forms.endpoint_form_page(
+        body = endpoint_form.endpoint_form_page(
             who.chrome,
             form,
             action="/portal/endpoints/new",
@@ -233,11 +240,20 @@ async def update_endpoint(request: web.Request) -> web.StreamResponse:
             raise ValidationError(bad)
         scheme = fields.pop("scheme")
         fields["signature"] = dataclasses.replace(found.spec.signature, scheme=scheme)
-        changes = {k: v for k, v in fields.items() if getattr(found.spec, k) != v}
+        # The form shows masks for the stored secrets: what it showed, posted back unchanged,
+        # is no change (the stored values differ from the masks, so compare the form's views).
+        as_shown, _ = credentials.spec_values(
+            credentials.normalized(credentials.shown_values(found.spec))
+        )
+        changes = {
+            k: v
+            for k, v in fields.items()
+            if (as_shown[k] != v if k in as_shown else getattr(found.spec, k) != v)
+        }
         if changes:
             await svc.endpoints.update(found.id, changes)
     except ValidationError as exc:
-        body = forms.endpoint_form_page(
+        body = endpoint_form.endpoint_form_page(
             who.chrome,
             _with_errors(values, exc),
             action=f"{pages.endpoint_href(found.id)}/edit",

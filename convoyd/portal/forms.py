@@ -1,10 +1,10 @@
-"""The portal's forms and action results as HTML: delivery filters, the endpoint form, the
-batch-retry confirmation, and the pages that show a secret once."""
+"""The portal's forms and action results as HTML: delivery filters, the batch-retry
+confirmation, and the pages that show a secret once (the endpoint form: endpoint_form.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from convoyd.core.model import Delivery, DeliveryStatus, Endpoint, Secret, SignatureScheme
 from convoyd.portal.pages import (
@@ -25,30 +25,13 @@ from convoyd.portal.templates import (
     link,
     mono,
     notice,
+    options,
     page,
     render,
     table,
     url,
     when,
 )
-
-SCHEMES = (
-    (SignatureScheme.STANDARD.value, "Standard Webhooks"),
-    (SignatureScheme.CONVOY_SIMPLE.value, "Convoy (simple)"),
-    (SignatureScheme.CONVOY_ADVANCED.value, "Convoy (advanced)"),
-)
-
-
-def _options(choices: Sequence[tuple[str, str]], selected: str) -> Html:
-    return join(
-        render(
-            '<option value="{v}"{sel}>{t}</option>',
-            v=value,
-            t=text,
-            sel=Html(" selected") if value == selected else Html(""),
-        )
-        for value, text in choices
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +75,8 @@ def deliveries_page(
         '<label>To (UTC)<input type="datetime-local" name="until" value="{until}"></label>'
         '<div class="filter-buttons"><button class="btn btn-primary" type="submit">Filter</button>'
         '<a class="btn btn-quiet" href="/portal/deliveries">Reset</a></div></form>',
-        statuses=_options(statuses, filters.status),
-        endpoints=_options(choices, filters.endpoint),
+        statuses=options(statuses, filters.status),
+        endpoints=options(choices, filters.endpoint),
         event_type=filters.event_type,
         since=filters.since,
         until=filters.until,
@@ -128,116 +111,6 @@ def deliveries_page(
         ]
     )
     return page("Deliveries", body, chrome, active="deliveries")
-
-
-@dataclass
-class EndpointForm:
-    """The values typed into the endpoint form and what was wrong with them, by field."""
-
-    values: dict[str, str] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    general: list[str] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, endpoint: Endpoint) -> EndpointForm:
-        spec = endpoint.spec
-        return cls(
-            values={
-                "name": spec.name,
-                "url": spec.url,
-                "description": spec.description,
-                "event_types": ", ".join(spec.event_types),
-                "rate_limit": str(spec.rate_limit),
-                "http_timeout": f"{spec.http_timeout:g}" if spec.http_timeout else "",
-                "scheme": spec.signature.scheme.value,
-            }
-        )
-
-
-def _field(form: EndpointForm, name: str, title: str, control: Html, hint: str = "") -> Html:
-    error = form.errors.get(name, "")
-    return render(
-        '<div class="field{bad}"><label for="f-{name}">{title}</label>{control}{hint}{error}</div>',
-        bad=Html(" field-error") if error else Html(""),
-        name=name,
-        title=title,
-        control=control,
-        hint=render('<p class="hint">{h}</p>', h=hint) if hint else "",
-        error=render('<p class="error" role="alert">{e}</p>', e=error) if error else "",
-    )
-
-
-def _input(form: EndpointForm, name: str, kind: str = "text", extra: str = "") -> Html:
-    return render(
-        '<input id="f-{name}" name="{name}" type="{kind}" value="{value}"{extra}>',
-        name=name,
-        kind=kind,
-        value=form.values.get(name, ""),
-        extra=Html(extra),
-    )
-
-
-def endpoint_form_page(
-    chrome: Chrome, form: EndpointForm, *, action: str, title: str, ask_owner: bool
-) -> Html:
-    fields = [
-        _field(form, "name", "Name", _input(form, "name")),
-        _field(form, "url", "URL", _input(form, "url", "url", " required")),
-        _field(
-            form,
-            "description",
-            "Description",
-            render(
-                '<textarea id="f-description" name="description" rows="3">{v}</textarea>',
-                v=form.values.get("description", ""),
-            ),
-        ),
-        _field(
-            form,
-            "event_types",
-            "Event types",
-            _input(form, "event_types"),
-            "Comma-separated, * as a wildcard (order.*); empty: every type.",
-        ),
-        _field(
-            form,
-            "rate_limit",
-            "Rate limit",
-            _input(form, "rate_limit", "number", ' min="0"'),
-            "Most requests per second; 0: no limit.",
-        ),
-        _field(
-            form,
-            "http_timeout",
-            "HTTP timeout (seconds)",
-            _input(form, "http_timeout", "number", ' min="1" step="any"'),
-            "Empty: the server default.",
-        ),
-        _field(
-            form,
-            "scheme",
-            "Signature scheme",
-            render(
-                '<select id="f-scheme" name="scheme">{o}</select>',
-                o=_options(SCHEMES, form.values.get("scheme", SCHEMES[0][0])),
-            ),
-        ),
-    ]
-    if ask_owner:
-        fields.insert(0, _field(form, "owner_id", "Owner", _input(form, "owner_id")))
-    problems = join(notice(text, "error") for text in form.general)
-    body = render(
-        '{head}{problems}<form class="card form" method="post" action="{action}">{csrf}'
-        '{fields}<div class="form-actions"><button class="btn btn-primary" type="submit">Save'
-        '</button><a class="btn btn-quiet" href="{back}">Cancel</a></div></form>',
-        head=heading(title),
-        problems=problems,
-        action=action,
-        csrf=hidden_csrf(chrome),
-        fields=join(fields),
-        back=action.removesuffix("/edit") if action.endswith("/edit") else "/portal/",
-    )
-    return page(title, body, chrome, active="endpoints")
 
 
 def batch_retry_page(chrome: Chrome, endpoint: Endpoint, count: int) -> Html:

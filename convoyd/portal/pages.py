@@ -19,6 +19,7 @@ from convoyd.core.model import (
 )
 from convoyd.core.request import redact_pairs
 from convoyd.core.validation import MAX_JSON_DEPTH, nested_deeper_than
+from convoyd.portal.credentials import auth_summary, ca_summary, certificate_summary
 from convoyd.portal.templates import (
     EMPTY,
     Chrome,
@@ -205,7 +206,7 @@ def _endpoint_actions(chrome: Chrome, endpoint: Endpoint, base: str) -> list[Htm
     ]
 
 
-def _endpoint_details(endpoint: Endpoint) -> Html:
+def _endpoint_details(endpoint: Endpoint, now: float) -> Html:
     spec = endpoint.spec
     rate = f"{spec.rate_limit} per {spec.rate_limit_duration:g} s" if spec.rate_limit else "none"
     return details(
@@ -226,6 +227,9 @@ def _endpoint_details(endpoint: Endpoint) -> Html:
             ("HTTP timeout", f"{spec.http_timeout:g} s" if spec.http_timeout else "default"),
             ("Rate limit", rate),
             ("Signature", spec.signature.scheme.value.replace("_", "-")),
+            ("Authentication", auth_summary(spec.auth)),
+            ("Client certificate", certificate_summary(spec.tls, now)),
+            ("Receiver CA", ca_summary(spec.tls)),
         ]
     )
 
@@ -269,7 +273,7 @@ def endpoint_page(
     body = render(
         '{head}<div class="grid">{info}{side}</div>{recent}',
         head=head,
-        info=card("Details", _endpoint_details(endpoint)),
+        info=card("Details", _endpoint_details(endpoint, now)),
         side=render(
             '<div class="stack">{c}{r}</div>',
             c=card("Circuit breaker", _breaker_details(breaker)),

@@ -86,6 +86,19 @@ def table(headers: Iterable[str], rows: Iterable[Iterable[object]], cls: str = "
     )
 
 
+def options(choices: Iterable[tuple[str, str]], selected: str) -> Html:
+    """``<option>`` elements of (value, text) pairs, the ``selected`` value chosen."""
+    return join(
+        render(
+            '<option value="{v}"{sel}>{t}</option>',
+            v=value,
+            t=text,
+            sel=Html(" selected") if value == selected else Html(""),
+        )
+        for value, text in choices
+    )
+
+
 def details(items: Iterable[tuple[str, object]]) -> Html:
     """A definition list of label → value."""
     rows = join(render("<dt>{k}</dt><dd>{v}</dd>", k=k, v=v) for k, v in items)

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from convoyd.core.model import Delivery, DeliveryStatus, Endpoint
 from convoyd.errors import NotFoundError, PermissionDeniedError, ValidationError
-from convoyd.portal import forms, pages, scope
+from convoyd.portal import endpoint_form, forms, pages, scope
 from convoyd.portal.context import PortalServices, services, viewer
 from convoyd.portal.security import require_manage
 from convoyd.portal.templates import Html, respond
@@ -169,9 +169,9 @@ def creatable(request: web.Request) -> None:
 async def new_endpoint(request: web.Request) -> web.StreamResponse:
     creatable(request)
     who = viewer(request)
-    body = forms.endpoint_form_page(
+    body = endpoint_form.endpoint_form_page(
         who.chrome,
-        forms.EndpointForm(values={"rate_limit": "0"}),
+        endpoint_form.EndpointForm(values={"rate_limit": "0"}),
         action="/portal/endpoints/new",
         title="New endpoint",
         ask_owner=who.link.all_owners,
@@ -182,9 +182,9 @@ async def new_endpoint(request: web.Request) -> web.StreamResponse:
 async def edit_endpoint(request: web.Request) -> web.StreamResponse:
     who = require_manage(request)
     found = await scope.endpoint(services(request), who.link, request.match_info["endpoint_id"])
-    body = forms.endpoint_form_page(
+    body = endpoint_form.endpoint_form_page(
         who.chrome,
-        forms.EndpointForm.of(found),
+        endpoint_form.EndpointForm.of(found),
         action=f"{pages.endpoint_href(found.id)}/edit",
         title=f"Edit {pages.label(found)}",
         ask_owner=False,

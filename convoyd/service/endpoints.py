@@ -12,10 +12,14 @@ from convoyd.core import signing, states
 from convoyd.core.ids import new_id
 from convoyd.core.model import (
     ApiKeyAuth,
+    BasicAuth,
     Endpoint,
+    EndpointAuth,
     EndpointSpec,
     EndpointStatus,
     EndpointStatusChange,
+    EndpointTls,
+    OAuth2Auth,
     Page,
     Secret,
 )
@@ -27,10 +31,11 @@ from convoyd.core.validation import (
     validate_endpoint_spec,
     validate_secret,
 )
-from convoyd.errors import ResourceExhaustedError, ValidationError
+from convoyd.errors import FieldViolation, ResourceExhaustedError, ValidationError
 from convoyd.service.feed import WorkFeed
 from convoyd.service.listing import page_of
 from convoyd.store.base import Guard, Store
+from convoyd.tls_material import certificate_not_after, key_matches_certificate, tls_violations
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -52,6 +57,7 @@ UPDATABLE_FIELDS = frozenset(
         "headers",
         "content_type",
         "max_concurrency",
+        "tls",
     }
 )
 
@@ -60,17 +66,64 @@ DEFAULT_OLD_SECRET_LIFETIME = 24 * 3600.0
 MAX_OLD_SECRET_LIFETIME = 7 * 86400.0
 
 
-def _keep_masked_api_key(auth: ApiKeyAuth | None, stored: ApiKeyAuth | None) -> ApiKeyAuth | None:
-    """A read-modify-write sends the masked api key back: it keeps the stored value when the
-    header is the same one (a new header needs its real value, and validation says so)."""
-    if (
-        auth is not None
-        and stored is not None
-        and is_placeholder(auth.header_value)
-        and auth.header_name.lower() == stored.header_name.lower()
-    ):
-        return dataclasses.replace(auth, header_value=stored.header_value)
+def _keep_masked_auth(
+    auth: EndpointAuth | None, stored: EndpointAuth | None
+) -> EndpointAuth | None:
+    """A read-modify-write sends the masked write-only value back: it keeps the stored one when
+    the method and what the value belongs to are the same (the API key's header, the basic
+    username, the OAuth2 token URL and client id). Anything else needs its real value, and
+    validation says so: a masked secret must not follow a changed token URL to another host."""
+    if isinstance(auth, ApiKeyAuth) and isinstance(stored, ApiKeyAuth):
+        if is_placeholder(auth.header_value) and auth.header_name.lower() == (
+            stored.header_name.lower()
+        ):
+            return dataclasses.replace(auth, header_value=stored.header_value)
+    elif isinstance(auth, BasicAuth) and isinstance(stored, BasicAuth):
+        if is_placeholder(auth.password) and auth.username == stored.username:
+            return dataclasses.replace(auth, password=stored.password)
+    elif isinstance(auth, OAuth2Auth) and isinstance(stored, OAuth2Auth):
+        same_client = (auth.token_url, auth.client_id) == (stored.token_url, stored.client_id)
+        if is_placeholder(auth.client_secret) and same_client:
+            return dataclasses.replace(auth, client_secret=stored.client_secret)
     return auth
+
+
+def _keep_masked_key(tls: EndpointTls | None, stored: EndpointTls | None) -> EndpointTls | None:
+    """The masked client key sent back keeps the stored key for the same certificate, or for a
+    new one the stored key belongs to (a renewal with the same key pair)."""
+    if (
+        tls is None
+        or stored is None
+        or not stored.client_key_pem
+        or not tls.client_certificate_pem
+        or not is_placeholder(tls.client_key_pem)
+    ):
+        return tls
+    kept = dataclasses.replace(tls, client_key_pem=stored.client_key_pem)
+    if (
+        tls.client_certificate_pem != stored.client_certificate_pem
+        and key_matches_certificate(kept) is False
+    ):
+        raise ValidationError.single(
+            "tls.client_key_pem",
+            "is the masked placeholder, and the stored key does not belong to the new"
+            " client_certificate_pem: send the new certificate's key",
+        )
+    return kept
+
+
+def _with_not_after(spec: EndpointSpec) -> EndpointSpec:
+    """The client certificate's expiry, always read from the certificate itself; TLS settings
+    with nothing set become None, so that None alone means "no TLS settings"."""
+    tls = spec.tls
+    if tls is None:
+        return spec
+    if not (tls.client_certificate_pem or tls.client_key_pem or tls.ca_pem):
+        return dataclasses.replace(spec, tls=None)
+    not_after = certificate_not_after(tls.client_certificate_pem)
+    return dataclasses.replace(
+        spec, tls=dataclasses.replace(tls, client_certificate_not_after=not_after)
+    )
 
 
 class EndpointManager:
@@ -101,8 +154,29 @@ class EndpointManager:
     def _check_endpoint_id(self, endpoint_id: str, field: str = "endpoint_id") -> None:
         require_id("ep", endpoint_id, field)
 
+    def _validated(self, spec: EndpointSpec, *, tls_changed: bool) -> EndpointSpec:
+        """``spec`` checked whole (with its TLS PEM when that changed, so an unchanged
+        certificate is not parsed again), every bad field named at once; with the client
+        certificate's expiry read from it."""
+        found: list[FieldViolation] = []
+        try:
+            validate_endpoint_spec(spec, self.limits)
+        except ValidationError as error:
+            found.extend(error.violations)
+        # PEM is parsed only when the simpler rules let its fields through (a masked key is
+        # not a key to parse); the https rule (field "tls") does not stop it.
+        if (
+            tls_changed
+            and spec.tls is not None
+            and not any(v.field.startswith("tls.") for v in found)
+        ):
+            found.extend(tls_violations(spec.tls))
+        if found:
+            raise ValidationError(found)
+        return _with_not_after(spec) if tls_changed else spec
+
     async def create(self, spec: EndpointSpec, secret: str = "") -> Endpoint:
-        validate_endpoint_spec(spec, self.limits)
+        spec = self._validated(spec, tls_changed=True)
         _refuse_placeholders(keep_hidden_values(spec.headers, {})[1])
         if secret:
             validate_secret(spec.signature.scheme, secret)
@@ -162,9 +236,11 @@ class EndpointManager:
                 new["headers"], missing = keep_hidden_values(new["headers"], current.spec.headers)
                 _refuse_placeholders(missing)
             if "auth" in new:
-                new["auth"] = _keep_masked_api_key(new["auth"], current.spec.auth)
+                new["auth"] = _keep_masked_auth(new["auth"], current.spec.auth)
+            if "tls" in new:
+                new["tls"] = _keep_masked_key(new["tls"], current.spec.tls)
             spec = dataclasses.replace(current.spec, **new)
-            validate_endpoint_spec(spec, self.limits)
+            spec = self._validated(spec, tls_changed="tls" in new)
             if spec.signature.scheme is not current.spec.signature.scheme:
                 for s in current.live_secrets(now):
                     if signing.check_secret(spec.signature.scheme, s.value) is not None:

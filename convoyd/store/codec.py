@@ -15,12 +15,17 @@ from convoyd.core.model import (
     ApiKeyAuth,
     Attempt,
     AttemptResult,
+    BasicAuth,
     Delivery,
     DeliveryStatus,
     Endpoint,
+    EndpointAuth,
     EndpointSpec,
     EndpointStatus,
+    EndpointTls,
     Event,
+    OAuth2Auth,
+    OAuth2ClientAuth,
     RetryPolicy,
     RetryStrategy,
     Secret,
@@ -112,14 +117,59 @@ def spec_to_json(spec: EndpointSpec) -> str:
             "hash": spec.signature.hash.value,
             "encoding": spec.signature.encoding.value,
         },
-        "auth": None
-        if spec.auth is None
-        else {"header_name": spec.auth.header_name, "header_value": spec.auth.header_value},
+        "auth": None if spec.auth is None else _auth_doc(spec.auth),
         "headers": dict(spec.headers),
         "content_type": spec.content_type,
         "max_concurrency": spec.max_concurrency,
+        "tls": None
+        if spec.tls is None
+        else {
+            "client_certificate_pem": spec.tls.client_certificate_pem,
+            "client_key_pem": spec.tls.client_key_pem,
+            "ca_pem": spec.tls.ca_pem,
+            "client_certificate_not_after": spec.tls.client_certificate_not_after,
+        },
     }
     return json.dumps(doc, separators=(",", ":"))
+
+
+def _auth_doc(auth: EndpointAuth) -> dict[str, Any]:
+    if isinstance(auth, ApiKeyAuth):
+        return {
+            "method": "api_key",
+            "header_name": auth.header_name,
+            "header_value": auth.header_value,
+        }
+    if isinstance(auth, BasicAuth):
+        return {"method": "basic", "username": auth.username, "password": auth.password}
+    return {
+        "method": "oauth2",
+        "token_url": auth.token_url,
+        "client_id": auth.client_id,
+        "client_secret": auth.client_secret,
+        "scopes": list(auth.scopes),
+        "audience": auth.audience,
+        "client_auth": auth.client_auth.value,
+    }
+
+
+def _auth_from_doc(doc: dict[str, Any]) -> EndpointAuth:
+    # Rows written before basic and OAuth2 existed have no "method": they hold an API key.
+    method = doc.get("method", "api_key")
+    if method == "api_key":
+        return ApiKeyAuth(header_name=doc["header_name"], header_value=doc["header_value"])
+    if method == "basic":
+        return BasicAuth(username=doc["username"], password=doc["password"])
+    if method == "oauth2":
+        return OAuth2Auth(
+            token_url=doc["token_url"],
+            client_id=doc["client_id"],
+            client_secret=doc["client_secret"],
+            scopes=tuple(doc["scopes"]),
+            audience=doc["audience"],
+            client_auth=OAuth2ClientAuth(doc["client_auth"]),
+        )
+    raise ValueError(f"unknown authentication method {method!r} in a stored endpoint")
 
 
 def spec_from_row(url: str, name: str, owner_id: str, spec_json: str) -> EndpointSpec:
@@ -153,10 +203,12 @@ def spec_from_row(url: str, name: str, owner_id: str, spec_json: str) -> Endpoin
             hash=SignatureHash(sig["hash"]),
             encoding=SignatureEncoding(sig["encoding"]),
         ),
-        auth=None if auth is None else ApiKeyAuth(**auth),
+        auth=None if auth is None else _auth_from_doc(auth),
         headers=doc["headers"],
         content_type=doc["content_type"],
         max_concurrency=doc["max_concurrency"],
+        # Rows written before TLS settings existed have no "tls".
+        tls=None if (tls := doc.get("tls")) is None else EndpointTls(**tls),
     )
 
 

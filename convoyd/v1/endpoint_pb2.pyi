@@ -95,11 +95,59 @@ class ApiKeyAuthentication(_message.Message):
     header_value: str
     def __init__(self, header_name: _Optional[str] = ..., header_value: _Optional[str] = ...) -> None: ...
 
+class OAuth2ClientCredentials(_message.Message):
+    __slots__ = ("token_url", "client_id", "client_secret", "scopes", "audience", "client_authentication")
+    class ClientAuthentication(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        CLIENT_AUTHENTICATION_UNSPECIFIED: _ClassVar[OAuth2ClientCredentials.ClientAuthentication]
+        CLIENT_AUTHENTICATION_BASIC: _ClassVar[OAuth2ClientCredentials.ClientAuthentication]
+        CLIENT_AUTHENTICATION_BODY: _ClassVar[OAuth2ClientCredentials.ClientAuthentication]
+    CLIENT_AUTHENTICATION_UNSPECIFIED: OAuth2ClientCredentials.ClientAuthentication
+    CLIENT_AUTHENTICATION_BASIC: OAuth2ClientCredentials.ClientAuthentication
+    CLIENT_AUTHENTICATION_BODY: OAuth2ClientCredentials.ClientAuthentication
+    TOKEN_URL_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_SECRET_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_AUTHENTICATION_FIELD_NUMBER: _ClassVar[int]
+    token_url: str
+    client_id: str
+    client_secret: str
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    audience: str
+    client_authentication: OAuth2ClientCredentials.ClientAuthentication
+    def __init__(self, token_url: _Optional[str] = ..., client_id: _Optional[str] = ..., client_secret: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., audience: _Optional[str] = ..., client_authentication: _Optional[_Union[OAuth2ClientCredentials.ClientAuthentication, str]] = ...) -> None: ...
+
+class BasicAuthentication(_message.Message):
+    __slots__ = ("username", "password")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    password: str
+    def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+
 class EndpointAuthentication(_message.Message):
-    __slots__ = ("api_key",)
+    __slots__ = ("api_key", "oauth2", "basic")
     API_KEY_FIELD_NUMBER: _ClassVar[int]
+    OAUTH2_FIELD_NUMBER: _ClassVar[int]
+    BASIC_FIELD_NUMBER: _ClassVar[int]
     api_key: ApiKeyAuthentication
-    def __init__(self, api_key: _Optional[_Union[ApiKeyAuthentication, _Mapping]] = ...) -> None: ...
+    oauth2: OAuth2ClientCredentials
+    basic: BasicAuthentication
+    def __init__(self, api_key: _Optional[_Union[ApiKeyAuthentication, _Mapping]] = ..., oauth2: _Optional[_Union[OAuth2ClientCredentials, _Mapping]] = ..., basic: _Optional[_Union[BasicAuthentication, _Mapping]] = ...) -> None: ...
+
+class EndpointTls(_message.Message):
+    __slots__ = ("client_certificate_pem", "client_key_pem", "ca_pem", "client_certificate_not_after")
+    CLIENT_CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    CA_PEM_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CERTIFICATE_NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    client_certificate_pem: str
+    client_key_pem: str
+    ca_pem: str
+    client_certificate_not_after: _timestamp_pb2.Timestamp
+    def __init__(self, client_certificate_pem: _Optional[str] = ..., client_key_pem: _Optional[str] = ..., ca_pem: _Optional[str] = ..., client_certificate_not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ExponentialRetry(_message.Message):
     __slots__ = ("initial_interval", "max_interval", "multiplier", "max_retries")
@@ -154,7 +202,7 @@ class CircuitBreakerStatus(_message.Message):
     def __init__(self, state: _Optional[_Union[CircuitBreakerState, str]] = ..., failure_rate: _Optional[float] = ..., window_attempts: _Optional[int] = ..., consecutive_trips: _Optional[int] = ..., next_probe_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Endpoint(_message.Message):
-    __slots__ = ("id", "name", "description", "url", "owner_id", "event_types", "status", "status_reason", "status_changed_at", "http_timeout", "rate_limit", "rate_limit_duration", "retry_policy", "signature", "secrets", "authentication", "headers", "content_type", "max_concurrency", "created_at", "updated_at", "circuit_breaker")
+    __slots__ = ("id", "name", "description", "url", "owner_id", "event_types", "status", "status_reason", "status_changed_at", "http_timeout", "rate_limit", "rate_limit_duration", "retry_policy", "signature", "secrets", "authentication", "headers", "content_type", "max_concurrency", "created_at", "updated_at", "circuit_breaker", "tls")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -184,6 +232,7 @@ class Endpoint(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     CIRCUIT_BREAKER_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     description: str
@@ -206,7 +255,8 @@ class Endpoint(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     circuit_breaker: CircuitBreakerStatus
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., url: _Optional[str] = ..., owner_id: _Optional[str] = ..., event_types: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[EndpointStatus, str]] = ..., status_reason: _Optional[str] = ..., status_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., http_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., rate_limit: _Optional[int] = ..., rate_limit_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., signature: _Optional[_Union[SignatureConfig, _Mapping]] = ..., secrets: _Optional[_Iterable[_Union[EndpointSecret, _Mapping]]] = ..., authentication: _Optional[_Union[EndpointAuthentication, _Mapping]] = ..., headers: _Optional[_Mapping[str, str]] = ..., content_type: _Optional[str] = ..., max_concurrency: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreakerStatus, _Mapping]] = ...) -> None: ...
+    tls: EndpointTls
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., url: _Optional[str] = ..., owner_id: _Optional[str] = ..., event_types: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[EndpointStatus, str]] = ..., status_reason: _Optional[str] = ..., status_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., http_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., rate_limit: _Optional[int] = ..., rate_limit_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., signature: _Optional[_Union[SignatureConfig, _Mapping]] = ..., secrets: _Optional[_Iterable[_Union[EndpointSecret, _Mapping]]] = ..., authentication: _Optional[_Union[EndpointAuthentication, _Mapping]] = ..., headers: _Optional[_Mapping[str, str]] = ..., content_type: _Optional[str] = ..., max_concurrency: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreakerStatus, _Mapping]] = ..., tls: _Optional[_Union[EndpointTls, _Mapping]] = ...) -> None: ...
 
 class CreateEndpointRequest(_message.Message):
     __slots__ = ("endpoint", "secret")

@@ -99,7 +99,8 @@ class EndpointServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetEndpoint(self, request, context):
-        """Returns one endpoint. Secret values and the authentication value are never included.
+        """Returns one endpoint. Secret values and write-only authentication and TLS values are never
+        included.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

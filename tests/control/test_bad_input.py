@@ -27,6 +27,7 @@ from convoyd.v1 import (
 )
 from tests.conftest import Running
 from tests.control.test_endpoint_service import violations
+from tests.pki import EndpointPem, endpoint_pem
 
 pytestmark = pytest.mark.both_stores
 
@@ -367,3 +368,41 @@ async def test_text_ending_in_a_newline_is_refused(api: Stubs) -> None:
         err = await api.refused(api.endpoints.CreateEndpoint, request)
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert any(f.startswith(field) for f in violations(err))
+
+
+@pytest.fixture(scope="module")
+def pem(tmp_path_factory: pytest.TempPathFactory) -> EndpointPem:
+    return endpoint_pem(tmp_path_factory.mktemp("pki"))
+
+
+async def test_bad_tls_material_is_invalid_argument_naming_the_field(
+    api: Stubs, pem: EndpointPem
+) -> None:
+    created = await api.call(
+        api.endpoints.CreateEndpoint, ep.CreateEndpointRequest(endpoint=endpoint())
+    )
+    not_pem = "-----BEGIN CERTIFICATE-----\n" + "X" * 100_000 + "\n-----END CERTIFICATE-----\n"
+    cases = [
+        (ep.EndpointTls(client_certificate_pem="garbage", client_key_pem=pem.client_key),
+         "tls.client_certificate_pem"),
+        (ep.EndpointTls(client_certificate_pem=pem.client_certificate, client_key_pem="garbage"),
+         "tls.client_key_pem"),
+        # The key of another certificate.
+        (ep.EndpointTls(client_certificate_pem=pem.client_certificate,
+                        client_key_pem=pem.other_key), "tls.client_key_pem"),
+        (ep.EndpointTls(ca_pem="garbage"), "tls.ca_pem"),
+        (ep.EndpointTls(ca_pem=not_pem), "tls.ca_pem"),  # too long, and never echoed
+    ]  # fmt: skip
+    for tls, field in cases:
+        request = ep.CreateEndpointRequest(endpoint=endpoint(tls=tls))
+        assert_invalid(await api.refused(api.endpoints.CreateEndpoint, request), field)
+        update = ep.UpdateEndpointRequest(
+            endpoint=ep.Endpoint(id=created.id, tls=tls),
+            update_mask=field_mask_pb2.FieldMask(paths=["tls"]),
+        )
+        assert_invalid(await api.refused(api.endpoints.UpdateEndpoint, update), field)
+    # TLS settings need an https URL, and say so.
+    plain = ep.Endpoint(url="http://hooks.example.invalid/x", tls=ep.EndpointTls(ca_pem=pem.ca))
+    err = await api.refused(api.endpoints.CreateEndpoint, ep.CreateEndpointRequest(endpoint=plain))
+    assert_invalid(err, "tls")
+    assert "https" in violations(err)["tls"]

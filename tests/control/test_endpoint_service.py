@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2, field_mask_pb2
+from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from convoyd.app import App
 from convoyd.v1 import delivery_pb2, delivery_pb2_grpc, endpoint_pb2, endpoint_pb2_grpc
-from tests.conftest import Running
+from tests.conftest import Running, running_app
+from tests.pki import EndpointPem, endpoint_pem
 
 pb = endpoint_pb2
 
@@ -28,40 +33,45 @@ def violations(err: grpc.aio.AioRpcError) -> dict[str, str]:
     return {}
 
 
+def make_api(app: Running, channel: grpc.aio.Channel) -> Any:
+    """EndpointService's RPCs as coroutines that carry the admin token."""
+    stub = endpoint_pb2_grpc.EndpointServiceStub(channel)
+
+    class Api:
+        running = app
+        raw = stub
+
+        async def __getattr__(self, name: str) -> Any:  # pragma: no cover
+            raise AttributeError(name)
+
+    def call(name: str) -> Any:
+        method = getattr(stub, name)
+
+        async def invoke(request: Any) -> Any:
+            return await method(request, metadata=app.metadata, timeout=10)
+
+        return invoke
+
+    for name in (
+        "CreateEndpoint",
+        "GetEndpoint",
+        "ListEndpoints",
+        "UpdateEndpoint",
+        "DeleteEndpoint",
+        "PauseEndpoint",
+        "ResumeEndpoint",
+        "ActivateEndpoint",
+        "RotateEndpointSecret",
+        "GetEndpointSecret",
+    ):
+        setattr(Api, name, staticmethod(call(name)))
+    return Api
+
+
 @pytest.fixture
 async def api(app: Running) -> Any:
     async with app.channel() as channel:
-        stub = endpoint_pb2_grpc.EndpointServiceStub(channel)
-
-        class Api:
-            running = app
-            raw = stub
-
-            async def __getattr__(self, name: str) -> Any:  # pragma: no cover
-                raise AttributeError(name)
-
-        def call(name: str) -> Any:
-            method = getattr(stub, name)
-
-            async def invoke(request: Any) -> Any:
-                return await method(request, metadata=app.metadata, timeout=10)
-
-            return invoke
-
-        for name in (
-            "CreateEndpoint",
-            "GetEndpoint",
-            "ListEndpoints",
-            "UpdateEndpoint",
-            "DeleteEndpoint",
-            "PauseEndpoint",
-            "ResumeEndpoint",
-            "ActivateEndpoint",
-            "RotateEndpointSecret",
-            "GetEndpointSecret",
-        ):
-            setattr(Api, name, staticmethod(call(name)))
-        yield Api
+        yield make_api(app, channel)
 
 
 def new_endpoint(**fields: Any) -> pb.CreateEndpointRequest:
@@ -294,3 +304,202 @@ async def test_health_needs_no_token_and_reflection_lists_the_services(app: Runn
             "convoyd.v1.DeliveryService",
             "convoyd.v1.PortalService",
         } <= names
+
+
+# -- authentication methods and TLS settings -------------------------------------------------
+
+MASK = "********"
+# The write-only field of each method, by its name in the API (and in the domain type).
+WRITE_ONLY = {"api_key": "header_value", "basic": "password", "oauth2": "client_secret"}
+AUTH = {
+    "api_key": pb.EndpointAuthentication(
+        api_key=pb.ApiKeyAuthentication(header_name="X-Api-Key", header_value="k3y-value")
+    ),
+    "basic": pb.EndpointAuthentication(
+        basic=pb.BasicAuthentication(username="convoyd", password="pa55word")
+    ),
+    "oauth2": pb.EndpointAuthentication(
+        oauth2=pb.OAuth2ClientCredentials(
+            token_url="https://auth.example.com/oauth/token",
+            client_id="cid",
+            client_secret="client-s3cret",
+            scopes=["hooks:write", "read"],
+            audience="https://api.example.com",
+            client_authentication=pb.OAuth2ClientCredentials.CLIENT_AUTHENTICATION_BODY,
+        )
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def pem(tmp_path_factory: pytest.TempPathFactory) -> EndpointPem:
+    return endpoint_pem(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[App, Any]]:
+    """The API and the App behind it, whose store holds what reads mask."""
+    async with running_app(tmp_path / "data") as (instance, running), running.channel() as ch:
+        yield instance, make_api(running, ch)
+
+
+def tls(pem: EndpointPem, **fields: Any) -> pb.EndpointTls:
+    values = {
+        "client_certificate_pem": pem.client_certificate,
+        "client_key_pem": pem.client_key,
+        "ca_pem": pem.ca,
+    }
+    return pb.EndpointTls(**(values | fields))
+
+
+def masked(auth: pb.EndpointAuthentication) -> pb.EndpointAuthentication:
+    """``auth`` as reads show it: its write-only value replaced by the mask."""
+    out = pb.EndpointAuthentication()
+    out.CopyFrom(auth)
+    method = out.WhichOneof("method")
+    assert method is not None
+    setattr(getattr(out, method), WRITE_ONLY[method], MASK)
+    return out
+
+
+def openssl_time(text: str) -> int:
+    """A time as ``openssl x509 -enddate`` prints it, in Unix seconds."""
+    return int(datetime.strptime(text, "%b %d %H:%M:%S %Y GMT").replace(tzinfo=UTC).timestamp())
+
+
+@pytest.mark.parametrize("method", sorted(AUTH))
+async def test_every_read_masks_every_write_only_value(
+    served: tuple[App, Any], pem: EndpointPem, method: str
+) -> None:
+    app, api = served
+    given = AUTH[method]
+    created = await api.CreateEndpoint(new_endpoint(authentication=given, tls=tls(pem)))
+    got = await api.GetEndpoint(pb.GetEndpointRequest(endpoint_id=created.id))
+    listed = await api.ListEndpoints(pb.ListEndpointsRequest())
+    assert [e.id for e in listed.endpoints] == [created.id]
+    secret = getattr(getattr(given, method), WRITE_ONLY[method])
+    for read in (created, got, *listed.endpoints):
+        wire = read.SerializeToString()
+        assert secret.encode() not in wire
+        assert b"PRIVATE KEY" not in wire
+        # Everything else reads back as it was given.
+        assert read.authentication == masked(given)
+        assert read.tls.client_key_pem == MASK
+        assert read.tls.client_certificate_pem == pem.client_certificate
+        assert read.tls.ca_pem == pem.ca
+    stored = (await app.store.get_endpoint(created.id)).spec
+    assert getattr(stored.auth, WRITE_ONLY[method]) == secret
+    assert stored.tls is not None and stored.tls.client_key_pem == pem.client_key
+
+
+@pytest.mark.parametrize("method", sorted(AUTH))
+async def test_update_sending_the_masks_back_keeps_the_stored_values(
+    served: tuple[App, Any], pem: EndpointPem, method: str
+) -> None:
+    app, api = served
+    created = await api.CreateEndpoint(new_endpoint(authentication=AUTH[method], tls=tls(pem)))
+    read = await api.GetEndpoint(pb.GetEndpointRequest(endpoint_id=created.id))
+    read.name = "renamed"  # a read-modify-write: everything else is sent back as read
+    updated = await api.UpdateEndpoint(
+        pb.UpdateEndpointRequest(
+            endpoint=read,
+            update_mask=field_mask_pb2.FieldMask(paths=["name", "authentication", "tls"]),
+        )
+    )
+    assert updated.name == "renamed"
+    assert (updated.authentication, updated.tls) == (read.authentication, read.tls)
+    stored = (await app.store.get_endpoint(created.id)).spec
+    secret = getattr(getattr(AUTH[method], method), WRITE_ONLY[method])
+    assert getattr(stored.auth, WRITE_ONLY[method]) == secret
+    assert stored.tls is not None and stored.tls.client_key_pem == pem.client_key
+
+
+@pytest.mark.parametrize(
+    ("method", "field", "value", "bad_field"),
+    [
+        ("api_key", "header_name", "X-Other-Key", "authentication.api_key.header_value"),
+        ("basic", "username", "someone-else", "authentication.basic.password"),
+        # A masked secret must not follow a new token URL to another server.
+        (
+            "oauth2",
+            "token_url",
+            "https://elsewhere.example.com/token",
+            "authentication.oauth2.client_secret",
+        ),
+        ("oauth2", "client_id", "another-client", "authentication.oauth2.client_secret"),
+    ],
+)
+async def test_a_mask_is_kept_only_for_what_its_value_belongs_to(
+    api: Any, method: str, field: str, value: str, bad_field: str
+) -> None:
+    created = await api.CreateEndpoint(new_endpoint(authentication=AUTH[method]))
+    read = await api.GetEndpoint(pb.GetEndpointRequest(endpoint_id=created.id))
+    setattr(getattr(read.authentication, method), field, value)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await api.UpdateEndpoint(
+            pb.UpdateEndpointRequest(
+                endpoint=read, update_mask=field_mask_pb2.FieldMask(paths=["authentication"])
+            )
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_field in violations(info.value)
+
+
+async def test_a_mask_is_not_kept_across_methods(api: Any) -> None:
+    created = await api.CreateEndpoint(new_endpoint(authentication=AUTH["basic"]))
+    switched = pb.Endpoint(id=created.id, authentication=masked(AUTH["oauth2"]))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await api.UpdateEndpoint(
+            pb.UpdateEndpointRequest(
+                endpoint=switched, update_mask=field_mask_pb2.FieldMask(paths=["authentication"])
+            )
+        )
+    assert "authentication.oauth2.client_secret" in violations(info.value)
+
+
+async def test_tls_shows_the_certificates_expiry_and_the_key_follows_a_renewal(
+    served: tuple[App, Any], pem: EndpointPem
+) -> None:
+    app, api = served
+    # client_certificate_not_after is output only: what a caller sends is not taken.
+    given = tls(pem, client_certificate_not_after=timestamp_pb2.Timestamp(seconds=1))
+    created = await api.CreateEndpoint(new_endpoint(tls=given))
+    not_after = openssl_time(pem.client_not_after)
+    assert created.tls.client_certificate_not_after.seconds == not_after
+
+    def update(value: pb.EndpointTls) -> pb.UpdateEndpointRequest:
+        return pb.UpdateEndpointRequest(
+            endpoint=pb.Endpoint(id=created.id, tls=value),
+            update_mask=field_mask_pb2.FieldMask(paths=["tls"]),
+        )
+
+    # A renewed certificate for the same key: the masked key stands for the stored one.
+    renewed = await api.UpdateEndpoint(
+        update(tls(pem, client_certificate_pem=pem.renewed_certificate, client_key_pem=MASK))
+    )
+    assert renewed.tls.client_certificate_not_after.seconds > not_after + 27 * 86400
+    stored = (await app.store.get_endpoint(created.id)).spec.tls
+    assert stored is not None and stored.client_key_pem == pem.client_key
+    assert stored.client_certificate_pem == pem.renewed_certificate
+
+    # Another key pair's certificate needs its own key.
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await api.UpdateEndpoint(
+            update(tls(pem, client_certificate_pem=pem.other_certificate, client_key_pem=MASK))
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "tls.client_key_pem" in violations(info.value)
+    replaced = await api.UpdateEndpoint(
+        update(tls(pem, client_certificate_pem=pem.other_certificate, client_key_pem=pem.other_key))
+    )
+    assert replaced.tls.client_key_pem == MASK
+    stored = (await app.store.get_endpoint(created.id)).spec.tls
+    assert stored is not None and stored.client_key_pem == pem.other_key
+
+    # Settings with nothing in them remove TLS settings; a mask then has nothing to stand for.
+    cleared = await api.UpdateEndpoint(update(pb.EndpointTls()))
+    assert not cleared.HasField("tls")
+    assert (await app.store.get_endpoint(created.id)).spec.tls is None
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await api.UpdateEndpoint(update(tls(pem, client_key_pem=MASK)))
+    assert "tls.client_key_pem" in violations(info.value)

@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from convoyd.core.model import ApiKeyAuth, EndpointSpec, RetryPolicy, RetryStrategy
+from convoyd.core.model import (
+    ApiKeyAuth,
+    BasicAuth,
+    EndpointSpec,
+    EndpointTls,
+    OAuth2Auth,
+    RetryPolicy,
+    RetryStrategy,
+)
 from convoyd.core.validation import (
     MAX_JSON_DEPTH,
     Limits,
@@ -25,6 +33,12 @@ from convoyd.errors import ValidationError
 
 LIMITS = Limits()
 BASE = EndpointSpec(url="https://example.com/hook")
+BASIC = BasicAuth(username="convoyd", password="pw")
+OAUTH2 = OAuth2Auth(
+    token_url="https://auth.example.com/oauth/token", client_id="cid", client_secret="cs"
+)
+# Text only: the PEM itself is read outside core (tests/test_tls_material.py).
+CERT, KEY = "-----BEGIN CERTIFICATE-----...", "-----BEGIN PRIVATE KEY-----..."
 
 
 @pytest.mark.parametrize(
@@ -88,6 +102,86 @@ def test_urls(url: str, ok: bool) -> None:
             {"auth": ApiKeyAuth(header_name="X-Key", header_value="v"), "headers": {"x-key": "w"}},
             "authentication.api_key.header_name",
         ),
+        ({"auth": BASIC}, None),
+        ({"auth": BasicAuth(username="", password="pw")}, "authentication.basic.username"),
+        ({"auth": BasicAuth(username="a:b", password="pw")}, "authentication.basic.username"),
+        ({"auth": BasicAuth(username="a\nb", password="pw")}, "authentication.basic.username"),
+        ({"auth": BasicAuth(username="u", password="")}, "authentication.basic.password"),
+        ({"auth": BasicAuth(username="u", password="********")}, "authentication.basic.password"),
+        ({"auth": BasicAuth(username="u", password="p" * 1025)}, "authentication.basic.password"),
+        ({"auth": BASIC, "headers": {"authorization": "x"}}, "headers['authorization']"),
+        ({"auth": OAUTH2}, None),
+        ({"auth": OAUTH2, "headers": {"Authorization": "x"}}, "headers['Authorization']"),
+        (
+            {
+                "auth": ApiKeyAuth(header_name="X-Key", header_value="v"),
+                "headers": {"Authorization": "x"},
+            },
+            None,  # an API key in another header leaves Authorization to the custom headers
+        ),
+        (
+            {"auth": dataclasses.replace(OAUTH2, token_url="http://127.0.0.1:8080/token")},
+            None,  # the token server on this host
+        ),
+        ({"auth": dataclasses.replace(OAUTH2, token_url="http://localhost/t")}, None),
+        ({"auth": dataclasses.replace(OAUTH2, token_url="http://[::1]/t")}, None),
+        (
+            {"auth": dataclasses.replace(OAUTH2, token_url="http://auth.example.com/token")},
+            "authentication.oauth2.token_url",
+        ),
+        (
+            {"auth": dataclasses.replace(OAUTH2, token_url="ftp://auth.example.com/token")},
+            "authentication.oauth2.token_url",
+        ),
+        (
+            {"auth": dataclasses.replace(OAUTH2, token_url="https://u:p@auth.example.com/t")},
+            "authentication.oauth2.token_url",
+        ),
+        ({"auth": dataclasses.replace(OAUTH2, token_url="")}, "authentication.oauth2.token_url"),
+        ({"auth": dataclasses.replace(OAUTH2, client_id="")}, "authentication.oauth2.client_id"),
+        (
+            {"auth": dataclasses.replace(OAUTH2, client_secret="")},
+            "authentication.oauth2.client_secret",
+        ),
+        (
+            {"auth": dataclasses.replace(OAUTH2, client_secret="********")},
+            "authentication.oauth2.client_secret",
+        ),
+        ({"auth": dataclasses.replace(OAUTH2, scopes=("read", "write:hooks"))}, None),
+        (
+            {"auth": dataclasses.replace(OAUTH2, scopes=("read write",))},
+            "authentication.oauth2.scopes[0]",
+        ),
+        (
+            {"auth": dataclasses.replace(OAUTH2, scopes=("a", ""))},
+            "authentication.oauth2.scopes[1]",
+        ),
+        (
+            {"auth": dataclasses.replace(OAUTH2, scopes=("a", 'b"'))},
+            "authentication.oauth2.scopes[1]",
+        ),
+        (
+            {"auth": dataclasses.replace(OAUTH2, scopes=("a", "a"))},
+            "authentication.oauth2.scopes[1]",
+        ),
+        (
+            {"auth": dataclasses.replace(OAUTH2, scopes=tuple(f"s{i}" for i in range(51)))},
+            "authentication.oauth2.scopes",
+        ),
+        ({"auth": dataclasses.replace(OAUTH2, audience="https://api.example.com")}, None),
+        ({"auth": dataclasses.replace(OAUTH2, audience="a\rb")}, "authentication.oauth2.audience"),
+        ({"tls": EndpointTls(client_certificate_pem=CERT, client_key_pem=KEY, ca_pem=CERT)}, None),
+        ({"tls": EndpointTls(ca_pem=CERT)}, None),
+        ({"tls": EndpointTls(client_certificate_pem=CERT)}, "tls.client_key_pem"),
+        ({"tls": EndpointTls(client_key_pem=KEY)}, "tls.client_certificate_pem"),
+        (
+            {"tls": EndpointTls(client_certificate_pem=CERT, client_key_pem="********")},
+            "tls.client_key_pem",
+        ),
+        ({"tls": EndpointTls(ca_pem="x" * 65537)}, "tls.ca_pem"),
+        ({"tls": EndpointTls(ca_pem=CERT + "\x00")}, "tls.ca_pem"),
+        ({"tls": EndpointTls(ca_pem=CERT), "url": "http://example.com/hook"}, "tls"),
+        ({"tls": EndpointTls(), "url": "http://example.com/hook"}, None),  # nothing set
         ({"content_type": ""}, "content_type"),
         ({"max_concurrency": 257}, "max_concurrency"),
         ({"retry_policy": RetryPolicy(jitter=1.5)}, "retry_policy.jitter"),

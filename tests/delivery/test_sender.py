@@ -284,6 +284,17 @@ async def test_body_limit_edges(
     assert (report.body, report.truncated) == (body, truncated)
 
 
+async def test_a_request_may_bring_a_body_limit_of_its_own(
+    sender: Sender, receiver: Receiver
+) -> None:
+    # A token request reads up to its own cap, larger or smaller than the attempt log's.
+    big = await sender.send(OutboundRequest(receiver.url("/big"), (), b"{}", 5.0, body_limit=20000))
+    assert (len(big.body), big.truncated) == (20000, True)
+    small = await sender.send(OutboundRequest(receiver.url(), (), b"{}", 5.0, body_limit=5))
+    assert (small.body, small.truncated) == (b"thank", True)
+    assert (await sender.send(post(receiver.url("/big")))).body == b"x" * 16384
+
+
 # --- timeouts ----------------------------------------------------------------------------------
 
 

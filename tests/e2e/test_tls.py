@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import grpc
@@ -11,35 +10,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from convoyd.v1 import endpoint_pb2, endpoint_pb2_grpc
 from tests.conftest import DaemonProcess
+from tests.pki import make_pki
 
 pytestmark = pytest.mark.e2e
-
-
-def openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-def make_pki(directory: Path) -> dict[str, Path]:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA."""
-    p = {
-        name: directory / name
-        for name in ("ca.key", "ca.crt", "server.key", "server.crt", "client.key", "client.crt")
-    }
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
-            "-keyout", str(p["ca.key"]), "-out", str(p["ca.crt"]))  # fmt: skip
-    for name, extra in (
-        ("server", "subjectAltName=IP:127.0.0.1"),
-        ("client", "extendedKeyUsage=clientAuth"),
-    ):
-        csr = directory / f"{name}.csr"
-        ext = directory / f"{name}.ext"
-        ext.write_text(extra + "\n")
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                "-keyout", str(p[f"{name}.key"]), "-out", str(csr))  # fmt: skip
-        ca, ca_key, out = str(p["ca.crt"]), str(p["ca.key"]), str(p[f"{name}.crt"])
-        openssl("x509", "-req", "-in", str(csr), "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-                "-days", "2", "-extfile", str(ext), "-out", out)  # fmt: skip
-    return p
 
 
 async def check(target: str, credentials: grpc.ChannelCredentials, token: str) -> int:

@@ -174,3 +174,57 @@ async def test_a_customer_uses_the_portal(
     await client.revoke_portal_link(embedded.id)
     await page.reload()
     assert "Your session has ended" in await page.inner_text("main")
+
+
+async def test_the_endpoint_form_shows_only_the_chosen_method(
+    delivering: tuple[App, Running], client: Client, browser: Any
+) -> None:
+    app, running = delivering
+    secret = "oauth2-secret-" + "s" * 24
+    endpoint = await client.create_endpoint(
+        endpoint_pb2.Endpoint(
+            url="https://hooks.invalid/in",
+            owner_id="acme",
+            name="Acme api",
+            authentication=endpoint_pb2.EndpointAuthentication(
+                basic=endpoint_pb2.BasicAuthentication(username="bob", password="pw-" + "p" * 20)
+            ),
+        )
+    )
+    link = await client.create_portal_link(owner_id="acme", can_manage_endpoints=True)
+    page = await browser.new_page()
+    await page.goto(link.url)
+    edit = f"{running.http_url}/portal/endpoints/{endpoint.id}/edit"
+    await page.goto(edit)
+
+    async def visible() -> list[str]:
+        groups = page.locator("[data-auth-method]")
+        return [
+            str(await groups.nth(i).get_attribute("data-auth-method"))
+            for i in range(await groups.count())
+            if await groups.nth(i).is_visible()
+        ]
+
+    assert await visible() == ["basic"]
+    assert await page.input_value("#f-basic_password") == "********"
+    await page.select_option("#f-auth_method", "oauth2")
+    assert await visible() == ["oauth2"]
+    await page.fill("#f-oauth2_token_url", "https://auth.invalid/token")
+    await page.fill("#f-oauth2_client_id", "convoyd")
+    await page.fill("#f-oauth2_client_secret", secret)
+    await page.fill("#f-oauth2_scopes", "hooks:write read")
+    await page.select_option("#f-oauth2_client_auth", "body")
+    await page.click("button:has-text('Save')")
+    await page.wait_for_selector("text=Endpoint saved.")
+    assert "OAuth2 client credentials: client convoyd" in await page.inner_text("main")
+    stored = (await app.endpoints.get(endpoint.id)).spec.auth
+    assert getattr(stored, "client_secret", None) == secret
+    assert getattr(stored, "scopes", None) == ("hooks:write", "read")
+    assert secret not in await page.content()
+
+    await page.goto(edit)
+    assert await visible() == ["oauth2"]
+    assert await page.input_value("#f-oauth2_client_secret") == "********"
+    assert secret not in await page.content()
+    await page.select_option("#f-auth_method", "none")
+    assert await visible() == []

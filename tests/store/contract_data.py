@@ -21,12 +21,17 @@ from convoyd.core.model import (
     ApiKeyAuth,
     Attempt,
     AttemptResult,
+    BasicAuth,
     Delivery,
     DeliveryStatus,
     Endpoint,
+    EndpointAuth,
     EndpointSpec,
     EndpointStatus,
+    EndpointTls,
     Event,
+    OAuth2Auth,
+    OAuth2ClientAuth,
     PortalLink,
     PortalLinkKind,
     PortalSession,
@@ -63,13 +68,39 @@ def secret(created_at: float, *, expires_at: float | None = None) -> Secret:
     )
 
 
+API_KEY = ApiKeyAuth(header_name="X-Api-Key", header_value="k-1")
+# Every authentication method, each with every optional part set.
+AUTH_METHODS: dict[str, EndpointAuth] = {
+    "api_key": API_KEY,
+    "basic": BasicAuth(username="convoyd", password="pa55:w\u00f6rd"),
+    "oauth2": OAuth2Auth(
+        token_url="https://auth.invalid/oauth/token",
+        client_id="cid",
+        client_secret="s3cr3t",
+        scopes=("hooks:write", "read"),
+        audience="https://api.invalid",
+        client_auth=OAuth2ClientAuth.BODY,
+    ),
+}
+# Text only: the store keeps PEM as given (tests/control checks real certificates).
+TLS = EndpointTls(
+    client_certificate_pem="-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    client_key_pem="-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+    ca_pem="-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n",
+    client_certificate_not_after=1_900_000_000.5,
+)
+
+
 def endpoint(
     owner: str = "acme",
     *,
     status: EndpointStatus = EndpointStatus.ACTIVE,
     secrets: tuple[Secret, ...] | None = None,
+    auth: EndpointAuth | None = API_KEY,
+    tls: EndpointTls | None = None,
 ) -> Endpoint:
-    """An endpoint with every optional part of its spec set, so a round trip covers them."""
+    """An endpoint with every optional part of its spec set (``auth`` and ``tls`` vary), so a
+    round trip covers them."""
     return Endpoint(
         id=ident("ep"),
         spec=EndpointSpec(
@@ -85,9 +116,10 @@ def endpoint(
             signature=SignatureConfig(
                 scheme=SignatureScheme.CONVOY_ADVANCED, hash=SignatureHash.SHA512
             ),
-            auth=ApiKeyAuth(header_name="X-Api-Key", header_value="k-1"),
+            auth=auth,
             headers={"X-Team": "billing"},
             max_concurrency=4,
+            tls=tls,
         ),
         status=status,
         status_reason="created",

@@ -1,4 +1,5 @@
-"""The store's JSON encoder writes exactly what json.dumps writes."""
+"""The store's JSON: its encoder writes exactly what json.dumps writes; endpoint specs of
+every authentication method, and of rows written before some existed, read back as written."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from convoyd.store.codec import dumps
+from convoyd.core.model import EndpointSpec
+from convoyd.store.codec import dumps, spec_from_row, spec_to_json
+from tests.store.contract_data import API_KEY, AUTH_METHODS, TLS
 
 
 @pytest.mark.parametrize(
@@ -31,3 +34,19 @@ def test_dumps_matches_json_dumps(value: Any) -> None:
 def test_dumps_refuses_what_json_cannot_hold() -> None:
     with pytest.raises(TypeError, match="not JSON serializable"):
         dumps([object()])  # type: ignore[list-item]
+
+
+def test_specs_written_before_basic_oauth2_and_tls_read_as_they_were() -> None:
+    # What spec_to_json wrote when the API key was the only method: no "method", no "tls".
+    old = json.loads(spec_to_json(EndpointSpec(url="https://hooks.invalid/in", auth=API_KEY)))
+    del old["auth"]["method"], old["tls"]
+    spec = spec_from_row("https://hooks.invalid/in", "", "", json.dumps(old))
+    assert spec.auth == API_KEY and spec.tls is None
+
+
+@pytest.mark.parametrize("method", sorted(AUTH_METHODS))
+def test_each_authentication_method_is_stored_under_its_name(method: str) -> None:
+    spec = EndpointSpec(url="https://hooks.invalid/in", auth=AUTH_METHODS[method], tls=TLS)
+    doc = json.loads(spec_to_json(spec))
+    assert doc["auth"]["method"] == method
+    assert spec_from_row(spec.url, spec.name, spec.owner_id, spec_to_json(spec)) == spec

@@ -16,7 +16,9 @@ from convoyd.core.model import DeliveryStatus, Endpoint, EndpointStatus, PortalL
 from convoyd.errors import FailedPreconditionError, NotFoundError
 from convoyd.store.base import ApiToken, DeliveryQuery, IngestNeeds, Store
 from tests.store.contract_data import (
+    AUTH_METHODS,
     EDITORS,
+    TLS,
     endpoint,
     event_write,
     ident,
@@ -41,6 +43,29 @@ async def test_endpoint_round_trips_with_its_secrets_newest_first(
     ep = endpoint(secrets=(secret(2000.0, expires_at=5000.0), secret(1000.0)))
     await store.insert_endpoint(ep)
     assert await peer.get_endpoint(ep.id) == ep
+
+
+@pytest.mark.parametrize("method", sorted(AUTH_METHODS))
+async def test_every_authentication_method_and_tls_round_trip(
+    store: Store, peer: Store, method: str
+) -> None:
+    with_tls = endpoint(auth=AUTH_METHODS[method], tls=TLS)
+    bare = endpoint(auth=None)
+    for ep in (with_tls, bare):
+        await store.insert_endpoint(ep)
+        assert await peer.get_endpoint(ep.id) == ep
+    # And through an edit, which rewrites the spec: TLS removed, the method changed.
+    other = AUTH_METHODS["basic" if method != "basic" else "oauth2"]
+
+    def change(current: Endpoint) -> Endpoint:
+        return dataclasses.replace(
+            current, spec=dataclasses.replace(current.spec, auth=other, tls=None)
+        )
+
+    edited = await store.modify_endpoint(with_tls.id, change)
+    assert edited.spec.auth == other and edited.spec.tls is None
+    assert await peer.get_endpoint(with_tls.id) == edited
+    assert await peer.list_endpoints() == [bare, edited]  # newest first, read by listing too
 
 
 async def test_list_endpoints_filters_and_pages_newest_first(store: Store, peer: Store) -> None:

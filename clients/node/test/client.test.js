@@ -5,7 +5,7 @@
 // .venv/bin/python.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
@@ -171,6 +171,22 @@ async function rejectsWith(promise, code) {
   return /** @type {ConvoydError} */ (caught);
 }
 
+/**
+ * A self-signed client certificate and its key, made with the openssl CLI in `dir`.
+ *
+ * @param {string} dir
+ */
+function clientCertificate(dir) {
+  const [cert, key] = [path.join(dir, "client.crt"), path.join(dir, "client.key")];
+  execFileSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+      "-subj", "/CN=node-client", "-keyout", key, "-out", cert],
+    { stdio: "ignore" },
+  );
+  return { cert: readFileSync(cert, "utf8"), key: readFileSync(key, "utf8") };
+}
+
 describe("ConvoydClient against `convoyd serve`", { timeout: 120_000 }, () => {
   const daemon = new Daemon();
   const receiver = new Receiver();
@@ -272,6 +288,77 @@ describe("ConvoydClient against `convoyd serve`", { timeout: 120_000 }, () => {
     assert.deepEqual(endpoints.map((e) => e.id), [endpoint.id]);
     await client.deleteEndpoint(endpoint.id);
     await rejectsWith(client.getEndpoint(endpoint.id), "NOT_FOUND");
+  });
+
+  it("sets each authentication method and TLS; write-only values read back masked", async () => {
+    const password = "node-basic-" + "p".repeat(20);
+    const clientSecret = "node-oauth2-" + "s".repeat(20);
+    const { cert, key } = clientCertificate(daemon.tmp);
+    const keyLine = key.split("\n")[1];
+    const basic = await client.createEndpoint({
+      url: receiver.url,
+      owner_id: "node-auth",
+      authentication: { basic: { username: "bob", password } },
+    });
+    assert.equal(basic.authentication?.method, "basic");
+    assert.deepEqual(basic.authentication, { method: "basic", basic: { username: "bob", password: "********" } });
+    // Read, modify, write back: the masked password keeps the stored one, as a delivery shows.
+    const read = await client.getEndpoint(basic.id);
+    await client.updateEndpoint({ ...read, name: "renamed" }, ["name", "authentication"]);
+    const before = receiver.requests.length;
+    await client.createEvent({ event_type: "auth.test", data: {}, endpoint_ids: [basic.id] });
+    const request = await receiver.waitFor(before + 1);
+    assert.equal(request.headers.authorization, "Basic " + Buffer.from(`bob:${password}`).toString("base64"));
+
+    const mtls = await client.createEndpoint({
+      url: "https://hooks.invalid/node",
+      owner_id: "node-auth",
+      authentication: {
+        oauth2: {
+          token_url: "https://auth.invalid/token",
+          client_id: "node",
+          client_secret: clientSecret,
+          scopes: ["hooks:write", "read"],
+          client_authentication: "CLIENT_AUTHENTICATION_BODY",
+        },
+      },
+      tls: { client_certificate_pem: cert, client_key_pem: key },
+    });
+    const oauth2 = mtls.authentication?.method === "oauth2" ? mtls.authentication.oauth2 : undefined;
+    assert.deepEqual(oauth2, {
+      token_url: "https://auth.invalid/token",
+      client_id: "node",
+      client_secret: "********",
+      scopes: ["hooks:write", "read"],
+      audience: "",
+      client_authentication: "CLIENT_AUTHENTICATION_BODY",
+    });
+    assert.equal(mtls.tls?.client_certificate_pem, cert);
+    assert.equal(mtls.tls?.client_key_pem, "********");
+    assert.equal(mtls.tls?.ca_pem, "");
+    const notAfter = Number(mtls.tls?.client_certificate_not_after?.seconds);
+    assert.ok(notAfter > Date.now() / 1000 + 86_400, `not after ${notAfter}`);
+    // The masked secret goes only to the token URL and client id it was given for.
+    const moved = await rejectsWith(
+      client.updateEndpoint(
+        { id: mtls.id, authentication: { oauth2: { ...oauth2, client_id: "other" } } },
+        ["authentication"],
+      ),
+      "INVALID_ARGUMENT",
+    );
+    assert.ok(
+      moved.fieldViolations.some((v) => v.field === "authentication.oauth2.client_secret"),
+      JSON.stringify(moved.fieldViolations),
+    );
+
+    const { endpoints } = await client.listEndpoints({ owner_id: "node-auth" });
+    const seen = JSON.stringify([basic, read, mtls, endpoints, await client.getEndpoint(mtls.id)]);
+    for (const secret of [password, clientSecret, keyLine]) assert.ok(!seen.includes(secret));
+
+    // An empty method and empty TLS settings remove both.
+    const cleared = await client.updateEndpoint({ id: mtls.id, authentication: {}, tls: {} }, ["authentication", "tls"]);
+    assert.equal(cleared.authentication, null);
+    assert.equal(cleared.tls, null);
   });
 
   it("lists this daemon as the only node, with no shards", async () => {
