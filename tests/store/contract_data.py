@@ -42,7 +42,7 @@ from convoyd.core.model import (
     SignatureHash,
     SignatureScheme,
 )
-from convoyd.errors import FailedPreconditionError, UnauthenticatedError
+from convoyd.errors import FailedPreconditionError, NotFoundError, UnauthenticatedError
 from convoyd.service.portal import DEAD_LINK
 from convoyd.store.base import AttemptRecord, IngestNeeds, IngestSnapshot, IngestWrite, Store
 
@@ -362,3 +362,48 @@ def opening(session: PortalSession) -> Callable[[PortalLink], tuple[PortalLink, 
         return link, session
 
     return open_
+
+
+# -- retention: rows made at a given time, and whether they are gone or whole ---------------
+
+
+def made_at(w: IngestWrite, at: float) -> IngestWrite:
+    """``w`` with ids made at ``at``, as an ingest at that time makes them (the event and its
+    deliveries share the instant, so they share a day partition on PostgreSQL)."""
+    rng = random.Random(next(_SEQUENCE))
+    event = dataclasses.replace(w.event, id=new_id("ev", at, rng))
+    deliveries = [
+        dataclasses.replace(d, id=new_id("dl", at, rng), event_id=event.id) for d in w.deliveries
+    ]
+    return dataclasses.replace(w, event=event, deliveries=deliveries)
+
+
+async def gone(store: Store, w: IngestWrite) -> bool:
+    """True when the event and every delivery of it are gone, and so their attempts."""
+    try:
+        await store.get_event(w.event.id)
+    except NotFoundError:
+        pass
+    else:
+        return False
+    for d in w.deliveries:
+        try:
+            await store.get_delivery(d.id)
+        except NotFoundError:
+            pass
+        else:
+            return False
+        if await store.list_attempts(d.id, after_number=0, limit=10):
+            return False
+    return True
+
+
+async def whole(store: Store, w: IngestWrite) -> bool:
+    """True when the event, its deliveries and all their attempts are still there."""
+    await store.get_event(w.event.id)
+    for d in w.deliveries:
+        kept = await store.get_delivery(d.id)
+        attempts = await store.list_attempts(d.id, after_number=0, limit=10)
+        if kept.attempt_count != len(attempts):
+            return False
+    return True

@@ -10,17 +10,14 @@ does; whole-day partition drops are PostgreSQL's own tests (test_pg_retention.py
 from __future__ import annotations
 
 import dataclasses
-import random
 from collections.abc import Sequence
 
 import pytest
 
-from convoyd.core.ids import new_id
 from convoyd.core.model import DeliveryStatus, Endpoint
-from convoyd.errors import NotFoundError
 from convoyd.retention import add
 from convoyd.store.base import IngestNeeds, IngestWrite, Pruned, Store
-from tests.store.contract_data import T0, endpoint, event_write, outcome
+from tests.store.contract_data import T0, endpoint, event_write, gone, made_at, outcome, whole
 
 pytestmark = pytest.mark.both_stores
 
@@ -55,42 +52,6 @@ async def stored(store: Store, ep: Endpoint, statuses: Sequence[DeliveryStatus])
     ]
     await store.record(records)
     return w
-
-
-def made_at(w: IngestWrite, at: float) -> IngestWrite:
-    """``w`` with ids made at ``at``, as an ingest at that time would make them."""
-    rng = random.Random(at)
-    event = dataclasses.replace(w.event, id=new_id("ev", at, rng))
-    deliveries = [
-        dataclasses.replace(d, id=new_id("dl", at, rng), event_id=event.id) for d in w.deliveries
-    ]
-    return dataclasses.replace(w, event=event, deliveries=deliveries)
-
-
-async def gone(store: Store, w: IngestWrite) -> bool:
-    """True when the event and every delivery of it are gone (and so their attempts)."""
-    try:
-        await store.get_event(w.event.id)
-    except NotFoundError:
-        pass
-    else:
-        return False
-    for d in w.deliveries:
-        with pytest.raises(NotFoundError):
-            await store.get_delivery(d.id)
-        assert await store.list_attempts(d.id, after_number=0, limit=10) == []
-    return True
-
-
-async def whole(store: Store, w: IngestWrite) -> bool:
-    """True when the event, its deliveries and their attempts are all still there."""
-    await store.get_event(w.event.id)
-    for d in w.deliveries:
-        kept = await store.get_delivery(d.id)
-        attempts = await store.list_attempts(d.id, after_number=0, limit=10)
-        if kept.attempt_count != len(attempts):
-            return False
-    return True
 
 
 @pytest.mark.parametrize(

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import random
 from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 import pytest
 
-from convoyd.core.ids import new_id
 from convoyd.core.model import DeliveryStatus, Endpoint
-from convoyd.errors import NotFoundError, UnavailableError
+from convoyd.errors import UnavailableError
 from convoyd.retention import add
 from convoyd.settings import PostgresSettings
 from convoyd.store import pg_retention
@@ -28,13 +26,12 @@ from convoyd.store.base import IngestNeeds, IngestWrite, Pruned
 from convoyd.store.pg import PostgresStore
 from convoyd.store.pg_connections import PgConnections
 from convoyd.store.pg_schema import DAY, PARTITIONED, day_start, partition_ddl
-from tests.store.contract_data import T0, endpoint, event_write, outcome
+from tests.store.contract_data import T0, endpoint, event_write, gone, made_at, outcome, whole
 
 S = DeliveryStatus
 TODAY = day_start(T0)
 NOON = TODAY + DAY / 2  # the runs' "now", so that times of day below are the same every run
 OLD = TODAY - 10 * DAY + 3600.0  # 01:00 on a day ten days back
-_SEEDS = itertools.count(1)
 
 
 # -- fixtures and helpers ---------------------------------------------------------------------
@@ -67,16 +64,6 @@ async def ep(store: PostgresStore) -> Endpoint:
     e = endpoint()
     await store.insert_endpoint(e)
     return e
-
-
-def made_at(w: IngestWrite, at: float) -> IngestWrite:
-    """``w`` with ids made at ``at``, as an ingest at that time makes them."""
-    rng = random.Random(next(_SEEDS))
-    event = dataclasses.replace(w.event, id=new_id("ev", at, rng))
-    deliveries = [
-        dataclasses.replace(d, id=new_id("dl", at, rng), event_id=event.id) for d in w.deliveries
-    ]
-    return dataclasses.replace(w, event=event, deliveries=deliveries)
 
 
 async def stored(
@@ -144,30 +131,6 @@ async def one_old_day(db: PgConnections) -> None:
         await db.execute(partition_ddl(table, prefix, day_start(OLD))[1])
 
 
-async def is_gone(store: PostgresStore, w: IngestWrite) -> bool:
-    try:
-        await store.get_event(w.event.id)
-    except NotFoundError:
-        pass
-    else:
-        return False
-    for d in w.deliveries:
-        with pytest.raises(NotFoundError):
-            await store.get_delivery(d.id)
-        assert await store.list_attempts(d.id, after_number=0, limit=10) == []
-    return True
-
-
-async def is_whole(store: PostgresStore, w: IngestWrite) -> bool:
-    await store.get_event(w.event.id)
-    for d in w.deliveries:
-        kept = await store.get_delivery(d.id)
-        attempts = await store.list_attempts(d.id, after_number=0, limit=10)
-        if kept.attempt_count != len(attempts):
-            return False
-    return True
-
-
 async def lock_waiters(conn: asyncpg.Connection, count: int) -> None:
     """Returns once ``count`` other sessions of this database wait for a lock."""
     for _ in range(1000):
@@ -206,8 +169,8 @@ async def test_an_old_day_whose_deliveries_have_all_ended_is_dropped_whole(
         assert not day_partitions(day) & left
     assert day_partitions(TODAY - DAY) | day_partitions(TODAY) <= left
     for w in writes:
-        assert await is_gone(store, w)
-    assert await is_whole(store, young)
+        assert await gone(store, w)
+    assert await whole(store, young)
     assert await prune(store, period=2 * DAY) == []
 
 
@@ -226,9 +189,9 @@ async def test_an_old_day_holding_a_waiting_delivery_is_pruned_by_rows_until_it_
     assert Pruned(events=2, deliveries=2, attempts=2) in steps
     assert total(steps) == Pruned(partitions=12, events=2, deliveries=2, attempts=2)
     assert held <= await partitions(db)
-    assert await is_gone(store, ended)
-    assert await is_gone(store, failed)
-    assert await is_whole(store, waiting)
+    assert await gone(store, ended)
+    assert await gone(store, failed)
+    assert await whole(store, waiting)
     vacuumed = await db.fetch(
         "SELECT relname FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL"
     )
@@ -240,7 +203,7 @@ async def test_an_old_day_holding_a_waiting_delivery_is_pruned_by_rows_until_it_
     steps = await prune(store, period=2 * DAY)
     assert steps == [Pruned(partitions=3, events=1, deliveries=2, attempts=3)]
     assert not held & await partitions(db)
-    assert await is_gone(store, waiting)
+    assert await gone(store, waiting)
 
 
 async def test_a_day_whose_tables_are_busy_is_dropped_by_a_later_run(
@@ -254,13 +217,13 @@ async def test_a_day_whose_tables_are_busy_is_dropped_by_a_later_run(
         async with reader.transaction():
             await reader.fetch("SELECT id FROM events LIMIT 1")
             assert await prune(store, period=2 * DAY) == []
-        assert await is_whole(store, w)
+        assert await whole(store, w)
         assert day_partitions(day_start(OLD)) <= await partitions(db)
     finally:
         await reader.close()
 
     assert total(await prune(store, period=2 * DAY)).events == 1
-    assert await is_gone(store, w)
+    assert await gone(store, w)
 
 
 async def test_a_delivery_sent_again_while_the_drop_waits_for_the_tables_keeps_its_day(
@@ -293,8 +256,8 @@ async def test_a_delivery_sent_again_while_the_drop_waits_for_the_tables_keeps_i
 
     assert steps == [Pruned(events=1, deliveries=1, attempts=1)]
     assert day_partitions(day_start(OLD)) <= await partitions(db)
-    assert await is_gone(store, ended)
-    assert await is_whole(store, sent_again)
+    assert await gone(store, ended)
+    assert await whole(store, sent_again)
     assert (await store.get_delivery(d.id)).status is S.SCHEDULED
 
 
@@ -329,8 +292,8 @@ async def test_a_big_day_is_dropped_whole_while_an_endpoint_is_being_edited(
 
     assert steps == [Pruned(partitions=3, events=2000, deliveries=4000, attempts=4000)]
     assert not held & await partitions(db)
-    assert await is_gone(store, writes[0])
-    assert await is_gone(store, writes[-1])
+    assert await gone(store, writes[0])
+    assert await gone(store, writes[-1])
 
 
 async def test_yesterday_is_never_dropped_but_pruned_by_rows(
@@ -344,7 +307,7 @@ async def test_yesterday_is_never_dropped_but_pruned_by_rows(
 
     assert steps == [Pruned(events=1, deliveries=1, attempts=1)]
     assert day_partitions(TODAY - DAY) <= await partitions(db)
-    assert await is_gone(store, w)
+    assert await gone(store, w)
 
 
 # -- rows -------------------------------------------------------------------------------------
@@ -371,8 +334,8 @@ async def test_a_day_not_wholly_past_the_cutoff_waits_for_its_drop_unless_the_pe
     # (The older days ensure_partitions made around the cutoff are dropped, empty.)
     rows = Pruned(events=1, deliveries=1, attempts=1) if pruned else Pruned()
     assert dataclasses.replace(removed, partitions=0) == rows
-    assert await is_gone(store, w) is pruned
-    assert await is_whole(store, young)
+    assert await gone(store, w) is pruned
+    assert await whole(store, young)
 
 
 async def test_rows_in_the_default_partitions_are_pruned_by_rows(
@@ -390,8 +353,8 @@ async def test_rows_in_the_default_partitions_are_pruned_by_rows(
     steps = await prune(store, period=2 * DAY, batch=1)
 
     assert steps == [Pruned(events=1, deliveries=2, attempts=2)]
-    assert await is_gone(store, ended)
-    assert await is_whole(store, waiting)
+    assert await gone(store, ended)
+    assert await whole(store, waiting)
 
 
 @pytest.mark.parametrize("outcome_of_retry", ["commit", "rollback"])
@@ -416,11 +379,11 @@ async def test_a_delivery_sent_again_while_the_step_waits_for_it_keeps_its_event
 
     if outcome_of_retry == "commit":
         assert steps == []
-        assert await is_whole(store, w)
+        assert await whole(store, w)
         assert (await store.get_delivery(d.id)).status is S.SCHEDULED
     else:
         assert steps == [Pruned(events=1, deliveries=1, attempts=1)]
-        assert await is_gone(store, w)
+        assert await gone(store, w)
 
 
 async def test_a_run_cancelled_while_a_step_waits_leaves_nothing_half_done(
@@ -442,7 +405,7 @@ async def test_a_run_cancelled_while_a_step_waits_leaves_nothing_half_done(
             await run
         await tx.rollback()
         for w in ended:
-            assert await is_whole(store, w)
+            assert await whole(store, w)
         assert (
             await other.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
         )
@@ -475,7 +438,7 @@ async def test_a_connection_lost_during_a_run_is_unavailable_and_the_next_run_pr
     finally:
         await other.close()
 
-    assert await is_whole(store, w)
+    assert await whole(store, w)
     assert total(await prune(store, period=3600.0)).events == 1
 
 
@@ -490,8 +453,8 @@ async def test_a_period_of_zero_or_reaching_before_1970_prunes_nothing(
     await store.ingest(IngestNeeds(), lambda _: [keyed])
 
     assert await prune(store, period=period) == []
-    assert await is_whole(store, old)
-    assert await is_whole(store, keyed)
+    assert await whole(store, old)
+    assert await whole(store, keyed)
 
 
 # -- idempotency keys, nodes, size ------------------------------------------------------------
