@@ -99,7 +99,16 @@ def test_a_device_is_read_only_up_to_the_limit() -> None:
 # Every key of every section, each given values of every wrong TOML type.
 _SECTIONS = {"": Settings} | {
     name: typing.get_type_hints(Settings)[name]
-    for name in ("tls", "delivery", "breaker", "portal", "http_server", "postgres", "cluster")
+    for name in (
+        "tls",
+        "delivery",
+        "breaker",
+        "portal",
+        "http_server",
+        "postgres",
+        "cluster",
+        "retention",
+    )
 }
 _WRONG: dict[str, Any] = {
     "a table": {"a": 1},
