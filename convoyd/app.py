@@ -58,6 +58,7 @@ from convoyd.service.deliveries import DeliveryManager
 from convoyd.service.endpoints import EndpointManager
 from convoyd.service.events import EventManager
 from convoyd.service.feed import WorkFeed
+from convoyd.service.operator_events import OperatorEvents
 from convoyd.service.portal import PortalManager
 from convoyd.settings import DeliverySettings, Settings, idempotency_window, sender_workers
 from convoyd.store.base import DeliveryStore, Store
@@ -177,9 +178,11 @@ class App:
         self.node = _cluster_node(self.store, settings, self._advertised, clock)
         delivery_store = self.node.delivery_store if self.node else self.store
         self.recorder = Recorder(delivery_store, clock=clock)
+        self.operator_events = self._build_operator_events()
         self.engine = self._build_engine(delivery_store)
-        # The service layer reaches the engine and the watchers only through the feed.
-        feed = self._build_feed()
+        # The service layer reaches the engine and the watchers only through the feed; the
+        # operator events see the status changes this node's services make on their way in.
+        feed = self.operator_events.observe(self._build_feed())
         self.endpoints = EndpointManager(self.store, feed, clock=clock, rng=self.rng)
         self.events = self._build_event_manager(feed)
         self.deliveries = DeliveryManager(self.store, feed, clock=clock)
@@ -192,8 +195,7 @@ class App:
         self._observe_engine_and_store()
         self.grpc_server: grpc.aio.Server | None = None
         self.http_runner: web.AppRunner | None = None
-        self.grpc_address = ""
-        self.http_address = ""
+        self.grpc_address = self.http_address = ""
         # SQLite's store is this node's alone.
         self.cluster_view: ClusterView = self.node or SingleNodeView(
             lambda: (self.grpc_address, self.http_address), clock=clock
@@ -209,6 +211,20 @@ class App:
         self._serving = False
         self._stopped = asyncio.Event()
         self._engine_started = False
+
+    def _build_operator_events(self) -> OperatorEvents:
+        """convoyd's own events (docs/operator-events.md): this node's recorder and engine tell
+        it what they commit and trip, so a cluster tells each change once."""
+        operator = OperatorEvents(
+            owner_id=lambda: self.settings.operator_events.owner_id,
+            cooldown=lambda: self.settings.breaker.cooldown,
+            clock=self.clock,
+            rng=self.fast_rng,
+            ingest=lambda events: self.events.create(events),
+            lookup=self.store.get_endpoint,
+        )
+        self.recorder.add_listener(operator.deliveries_recorded)
+        return operator
 
     def _observe_engine_and_store(self) -> None:
         self.metrics.observe_engine(
@@ -245,6 +261,7 @@ class App:
             metrics=self.metrics,
             owns=membership.owns if membership else None,
             may_start=membership.may_start if membership else None,
+            on_breaker_opened=self.operator_events.breaker_opened,
         )
 
     def _build_event_manager(self, feed: WorkFeed) -> EventManager:
@@ -291,6 +308,7 @@ class App:
             )
             await self.sender.start()
             self.recorder.start()
+            self.operator_events.start()
             # A cluster node's endpoints come with the shards it takes (self.node.start).
             await self.engine.start([] if self.node else await self._all_endpoints())
             self._engine_started = True
@@ -437,6 +455,8 @@ class App:
             await self.engine.stop(max(0.0, deadline - loop.time()))
             self._engine_started = False
         await self.recorder.stop()
+        # After the recorder: the outcomes of the drain are told too, in what is left of the grace.
+        await self.operator_events.stop(max(0.0, deadline - loop.time()))
         if self.node is not None:  # its leases go at once: a restart moves them in a second
             await self.node.stop()
         await self.sender.close()

@@ -2,7 +2,9 @@
 
 Reloadable: log level and format, the SSRF allow-list, payload and concurrency limits, the
 idempotency window, the retention period and interval (from the next run), shutdown_grace,
-and the gRPC listener's certificate, key and client CA
+operator_events.owner_id (at once: empty turns them off; events still queued go to the new
+owner), and the gRPC listener's certificate, key
+and client CA
 (new connections get them; established ones keep theirs). Everything else names a resource
 the daemon holds (listening sockets, the data directory) or shapes state built at start, so
 it needs a restart; a reload says which of those changed and leaves them as they were.
@@ -19,7 +21,8 @@ import grpc
 from convoyd.errors import ConfigError
 from convoyd.settings import Settings, TlsSettings
 
-# Top-level keys and [section]s read once at start.
+# Top-level keys and [section]s read once at start. Not listed, so reloadable: log_level,
+# log_format, shutdown_grace, [retention], [operator_events] and [delivery] but for the keys below.
 _RESTART_ONLY = (
     "data_dir",
     "grpc_listen",

@@ -22,6 +22,7 @@ from convoyd.config_loading import load_layers
 from convoyd.config_loading import shown as shown
 from convoyd.core.breaker import BreakerConfig
 from convoyd.core.outcome import DEFAULT_RETRY_AFTER_CAP
+from convoyd.core.validation import filter_violations
 from convoyd.delivery.config import (
     DEFAULT_INACTIVE_AFTER_TRIPS,
     DEFAULT_MAX_CONCURRENCY_PER_ENDPOINT,
@@ -29,7 +30,7 @@ from convoyd.delivery.config import (
     DEFAULT_MAX_SLOW_IN_FLIGHT,
 )
 from convoyd.delivery.sender import DEFAULT_BODY_LIMIT
-from convoyd.errors import ConfigError
+from convoyd.errors import ConfigError, ValidationError
 from convoyd.service.events import DEFAULT_IDEMPOTENCY_WINDOW, DEFAULT_MAX_PAYLOAD_BYTES
 from convoyd.service.portal import DEFAULT_SESSION_LIFETIME
 
@@ -307,6 +308,22 @@ class RetentionSettings:
             raise ConfigError("retention.interval must be between 1 second and 7 days")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorEventsSettings:
+    """Events convoyd ingests about its own endpoints and deliveries ([operator_events] section,
+    CONVOYD_OPERATOR_EVENTS_* variables); docs/operator-events.md."""
+
+    owner_id: str = ""
+    """The owner whose endpoints receive convoyd.endpoint.* and convoyd.delivery.exhausted
+    events, like any other event of that owner; empty: no operator events."""
+
+    def __post_init__(self) -> None:
+        try:
+            filter_violations(owner_ids=[("operator_events.owner_id", self.owner_id)])
+        except ValidationError as exc:
+            raise ConfigError(str(exc)) from None
+
+
 def idempotency_window(settings: Settings) -> float:
     """The window idempotency keys match in: delivery.idempotency_window, cut to the retention
     period when that is shorter (a key cannot outlive the event it names)."""
@@ -368,6 +385,9 @@ class Settings:
     """Nodes sharing one PostgreSQL ([cluster] section, CONVOYD_CLUSTER_* variables)."""
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     """Pruning of old events ([retention] section, CONVOYD_RETENTION_* variables)."""
+    operator_events: OperatorEventsSettings = field(default_factory=OperatorEventsSettings)
+    """convoyd's own events about endpoints going bad ([operator_events] section,
+    CONVOYD_OPERATOR_EVENTS_* variables)."""
 
     def __post_init__(self) -> None:
         if self.store not in STORES:
@@ -404,6 +424,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "postgres": PostgresSettings,
     "cluster": ClusterSettings,
     "retention": RetentionSettings,
+    "operator_events": OperatorEventsSettings,
 }
 
 

@@ -26,6 +26,7 @@ from convoyd.ctl.endpoints import (
     ENDPOINT_COLUMNS,
     endpoint_from_args,
     needs_current,
+    show,
     update_mask,
 )
 from convoyd.ctl.render import Output, enum_label, format_block, format_table
@@ -68,6 +69,8 @@ def parse(*argv: str) -> argparse.Namespace:
         (["--header", "X-A: 1", "--header", "X-B: 2"], ["headers"]),
         (["--content-type", "application/cloudevents+json"], ["content_type"]),
         (["--max-concurrency", "4"], ["max_concurrency"]),
+        (["--ordering", "fifo"], ["ordering"]),
+        (["--ordering", "concurrent", "--name", "n"], ["name", "ordering"]),
         (["--retry", "linear", "--retry-interval", "30", "--retry-max", "3"], ["retry_policy"]),
         (["--retry", "default"], ["retry_policy"]),
         (
@@ -151,6 +154,59 @@ def test_create_builds_the_endpoint() -> None:
     assert (ep.content_type, ep.max_concurrency) == ("text/plain", 2)
     assert [d.seconds for d in ep.retry_policy.schedule.delays] == [5, 300, 1800]
     assert args.secret == "whsec_abc"
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "expected"),
+    [
+        ("create", ["--url", "https://hooks.invalid/in", "--ordering", "fifo"], "ORDERING_FIFO"),
+        ("update", ["ep_1", "--ordering", "concurrent"], "ORDERING_UNSPECIFIED"),
+        ("create", ["--url", "https://hooks.invalid/in"], "ORDERING_UNSPECIFIED"),
+    ],
+)
+def test_ordering_flag(command: str, flags: list[str], expected: str) -> None:
+    ep = endpoint_from_args(parse("endpoints", command, *flags))
+    assert endpoint_pb2.Ordering.Name(ep.ordering) == expected
+
+
+def test_bad_ordering_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["endpoints", "create", "--url", "https://hooks.invalid/in", "--ordering", "x"]) == 2
+    )
+    assert "--ordering: invalid choice: 'x'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("fifo", "line"),
+    [
+        (
+            endpoint_pb2.FifoQueue(head_delivery_id="dl_1", waiting=12),
+            "fifo: 12 deliveries waiting behind dl_1",
+        ),
+        (
+            endpoint_pb2.FifoQueue(head_delivery_id="dl_1", waiting=1),
+            "fifo: 1 delivery waiting behind dl_1",
+        ),
+        (None, None),
+    ],
+)
+def test_get_shows_ordering_and_what_a_fifo_endpoint_waits_behind(
+    fifo: endpoint_pb2.FifoQueue | None, line: str | None
+) -> None:
+    ep = endpoint_pb2.Endpoint(id="ep_1", ordering=endpoint_pb2.ORDERING_FIFO, fifo=fifo)
+    out, err = io.StringIO(), io.StringIO()
+    show(Output(as_json=False, out=out, err=err), ep)
+    shown_text = block(out.getvalue())
+    assert shown_text["ordering"] == "fifo"
+    assert shown_text.get("fifo") == (line.removeprefix("fifo: ") if line else None)
+    json_out = io.StringIO()
+    show(Output(as_json=True, out=json_out, err=err), ep)
+    shown = json.loads(json_out.getvalue())
+    assert "waiting behind" not in err.getvalue()  # JSON mode: the resource alone
+    assert shown["ordering"] == "ORDERING_FIFO"
+    assert shown.get("fifo") == (
+        {"head_delivery_id": "dl_1", "waiting": fifo.waiting} if fifo else None
+    )
 
 
 def test_exponential_retry() -> None:

@@ -108,6 +108,7 @@ _SECTIONS = {"": Settings} | {
         "postgres",
         "cluster",
         "retention",
+        "operator_events",
     )
 }
 _WRONG: dict[str, Any] = {

@@ -55,6 +55,12 @@ export type SignatureEncodingName =
   | "SIGNATURE_ENCODING_HEX"
   | "SIGNATURE_ENCODING_BASE64";
 
+/**
+ * How an endpoint's deliveries go out. UNSPECIFIED: concurrently (the default). FIFO: one at a
+ * time in the order the events were accepted; a failing delivery holds the ones behind it.
+ */
+export type Ordering = "ORDERING_UNSPECIFIED" | "ORDERING_FIFO";
+
 export type CircuitBreakerState =
   | "CIRCUIT_BREAKER_STATE_UNSPECIFIED"
   | "CIRCUIT_BREAKER_STATE_CLOSED"
@@ -185,6 +191,14 @@ export interface CircuitBreakerStatus {
   next_probe_at: Timestamp | null;
 }
 
+/** Output only: what a FIFO endpoint's queue waits behind. */
+export interface FifoQueue {
+  /** The oldest pending delivery: being tried, or waiting for its next retry. */
+  head_delivery_id: string;
+  /** Pending deliveries waiting behind the head. */
+  waiting: number;
+}
+
 export interface Endpoint {
   id: string;
   name: string;
@@ -210,6 +224,10 @@ export interface Endpoint {
   circuit_breaker: CircuitBreakerStatus | null;
   /** Mutual TLS and a private CA; needs an https url. */
   tls: EndpointTls | null;
+  /** FIFO: one delivery at a time, in acceptance order; a change applies from the next delivery that starts. */
+  ordering: Ordering;
+  /** Output only: set for a FIFO endpoint with a pending delivery at the head, else null. */
+  fifo: FifoQueue | null;
 }
 
 type DeepPartialInput<T> = {

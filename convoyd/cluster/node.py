@@ -55,6 +55,10 @@ class ShardedDeliveryStore:
             return []
         return await self._store.cluster.due_in(held, after=after, until=until)
 
+    async def fifo_heads(self, endpoint_ids: Sequence[str]) -> dict[str, Delivery]:
+        """The engine asks only for endpoints it holds; their heads are the store's."""
+        return await self._store.fifo_heads(endpoint_ids)
+
     async def load_payloads(self, event_ids: Sequence[str]) -> dict[str, Payload]:
         return await self._store.load_payloads(event_ids)
 

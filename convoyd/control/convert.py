@@ -19,8 +19,10 @@ from convoyd.core.model import (
     EndpointSpec,
     EndpointStatus,
     EndpointTls,
+    FifoQueue,
     OAuth2Auth,
     OAuth2ClientAuth,
+    Ordering,
     RetryPolicy,
     RetryStrategy,
     Secret,
@@ -63,6 +65,12 @@ CLIENT_AUTH_TO_PB = {
     OAuth2ClientAuth.BODY: pb.OAuth2ClientCredentials.CLIENT_AUTHENTICATION_BODY,
 }
 CLIENT_AUTH_FROM_PB = {v: k for k, v in CLIENT_AUTH_TO_PB.items()}
+# ORDERING_UNSPECIFIED (0) is concurrent, today's behaviour, so it is what reads show for it.
+ORDERING_TO_PB = {
+    Ordering.CONCURRENT: pb.ORDERING_UNSPECIFIED,
+    Ordering.FIFO: pb.ORDERING_FIFO,
+}
+ORDERING_FROM_PB = {pb.ORDERING_FIFO: Ordering.FIFO}
 
 # Mask paths of the API (Endpoint field names) → EndpointSpec field names: the fields the
 # service lets an update replace, under their API names.
@@ -290,6 +298,7 @@ def _spec_values(msg: pb.Endpoint, out: _Violations) -> dict[str, Any]:
         "content_type": msg.content_type or "application/json",
         "max_concurrency": msg.max_concurrency,
         "tls": _tls_from_pb(msg.tls) if msg.HasField("tls") else None,
+        "ordering": _enum(msg.ordering, ORDERING_FROM_PB, Ordering.CONCURRENT, "ordering", out),
     }
 
 
@@ -384,6 +393,7 @@ def endpoint_to_pb(
     now: float,
     with_secret_values: bool = False,
     breaker: BreakerStatus | None = None,
+    fifo: FifoQueue | None = None,
 ) -> pb.Endpoint:
     spec = ep.spec
     msg = pb.Endpoint(
@@ -407,6 +417,7 @@ def endpoint_to_pb(
         headers=redact_map(spec.headers),  # credentials are write-only, like the API key
         content_type=spec.content_type,
         max_concurrency=spec.max_concurrency,
+        ordering=ORDERING_TO_PB[spec.ordering],
         created_at=timestamp(ep.created_at),
         updated_at=timestamp(ep.updated_at),
     )
@@ -420,6 +431,10 @@ def endpoint_to_pb(
         msg.tls.CopyFrom(tls_to_pb(spec.tls))
     if breaker is not None:
         msg.circuit_breaker.CopyFrom(breaker_to_pb(breaker))
+    if fifo is not None:
+        msg.fifo.CopyFrom(
+            pb.FifoQueue(head_delivery_id=fifo.head_delivery_id, waiting=fifo.waiting)
+        )
     return msg
 
 

@@ -17,11 +17,41 @@ _ID_CHARS = frozenset(_ALPHABET)
 # Every pair of digits (10 bits): two ids per accepted event make the digit loop a hot spot.
 _PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
 _SHIFTS = tuple(range(120, -1, -10))
+_TIME_MASK = (1 << 48) - 1
 
 
 def new_id(prefix: str, now: float, rng: random.Random) -> str:
     """A ULID (48-bit millisecond time + 80 random bits) behind ``prefix_``."""
-    value = (int(now * 1000) & ((1 << 48) - 1)) << 80 | rng.getrandbits(80)
+    return _digits(prefix, (int(now * 1000) & _TIME_MASK) << 80 | rng.getrandbits(80))
+
+
+class MonotonicIds:
+    """ULIDs that sort in the order they were made (the ULID monotonic rule), per prefix.
+
+    Ids made in one millisecond (a batch of events shares one ``now``) would otherwise sort by
+    their random bits; FIFO endpoints take acceptance order from delivery id order, so within a
+    millisecond, and when the clock steps back, each id is the previous one plus one. The random
+    bits are drawn either way, so a seeded ``rng`` goes on giving the same sequence. Ids made by
+    different instances (nodes) interleave by millisecond only.
+    """
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}  # prefix -> the last id's 128-bit value
+
+    def new(self, prefix: str, now: float, rng: random.Random) -> str:
+        value = (int(now * 1000) & _TIME_MASK) << 80 | rng.getrandbits(80)
+        last = self._last.get(prefix)
+        if last is not None and value >> 80 <= last >> 80:
+            # The same millisecond (or an earlier one): one more than the last. An overflow of
+            # the 80 random bits carries into the time, which keeps the order.
+            value = last + 1
+        self._last[prefix] = value
+        return _digits(prefix, value)
+
+
+def _digits(prefix: str, value: int) -> str:
     # 26 digits of 5 bits hold 130 bits: 13 pairs of the value with two zero bits on top.
     return prefix + "_" + "".join([_PAIRS[(value >> s) & 1023] for s in _SHIFTS])
 
@@ -35,5 +65,4 @@ def id_floor(prefix: str, at: float) -> str:
     """The smallest id ``new_id(prefix, t, ...)`` can return for any t at or after ``at``
     (millisecond precision): ids compare bytewise in creation order, so ranges of them are
     ranges of creation time (the PostgreSQL store's partitions)."""
-    value = (int(at * 1000) & ((1 << 48) - 1)) << 80
-    return prefix + "_" + "".join([_PAIRS[(value >> s) & 1023] for s in _SHIFTS])
+    return _digits(prefix, (int(at * 1000) & _TIME_MASK) << 80)

@@ -36,6 +36,18 @@ class SignatureEncoding(StrEnum):
     BASE64 = "base64"
 
 
+class Ordering(StrEnum):
+    """How an endpoint's deliveries are started relative to each other.
+
+    CONCURRENT: as many at once as its concurrency limit allows, in no promised order.
+    FIFO: one at a time in acceptance order; a failing head holds the queue behind it
+    (head-of-line blocking) until it succeeds or ends for good.
+    """
+
+    CONCURRENT = "concurrent"
+    FIFO = "fifo"
+
+
 class RetryStrategy(StrEnum):
     EXPONENTIAL = "exponential"
     LINEAR = "linear"
@@ -165,6 +177,17 @@ class EndpointSpec:
     #: 0: the server default.
     max_concurrency: int = 0
     tls: EndpointTls | None = None
+    #: FIFO: one delivery at a time in acceptance order (``max_concurrency`` does not apply).
+    ordering: Ordering = Ordering.CONCURRENT
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FifoQueue:
+    """What holds a FIFO endpoint up, as reads show it: the oldest pending delivery (being
+    tried, or waiting for its next retry) and how many pending deliveries wait behind it."""
+
+    head_delivery_id: str
+    waiting: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -32,6 +32,11 @@ STATUSES = {
     "paused": endpoint_pb2.ENDPOINT_STATUS_PAUSED,
     "pending": endpoint_pb2.ENDPOINT_STATUS_PENDING,
 }
+# Concurrent is the API's ORDERING_UNSPECIFIED: what an endpoint does unless it is FIFO.
+ORDERINGS = {
+    "concurrent": endpoint_pb2.ORDERING_UNSPECIFIED,
+    "fifo": endpoint_pb2.ORDERING_FIFO,
+}
 _SIGNATURE_FLAGS = ("scheme", "hash", "encoding")
 _RETRY_DETAIL_FLAGS = (
     *("retry_interval", "retry_max_interval", "retry_multiplier"),
@@ -44,7 +49,7 @@ MASK_OF_FLAG: dict[str, str] = {
     **dict.fromkeys(("retry", *_RETRY_DETAIL_FLAGS), "retry_policy"),
     **dict.fromkeys(_SIGNATURE_FLAGS, "signature"),
     **dict.fromkeys(endpoint_auth.AUTH_FLAGS, "authentication"),
-    **{f: f for f in ("headers", "content_type", "max_concurrency")},
+    **{f: f for f in ("headers", "content_type", "max_concurrency", "ordering")},
     **dict.fromkeys(endpoint_auth.TLS_FLAGS, "tls"),
 }
 # The --retry-* flags each --retry strategy takes.
@@ -100,6 +105,12 @@ def endpoint_flags(parser: argparse.ArgumentParser, *, create: bool) -> None:
     )
     add("--content-type")
     add("--max-concurrency", type=count, metavar="N", help="most attempts in flight at once")
+    add(
+        "--ordering",
+        choices=ORDERINGS,
+        help="fifo: one delivery at a time in acceptance order (a failing one holds the rest);"
+        " concurrent: the default",
+    )
     add("--retry", choices=RETRY_FLAGS, help="retry strategy ('default': the server's)")
     add("--retry-interval", type=seconds, metavar="SECONDS", help="exponential: first delay")
     add("--retry-max-interval", type=seconds, metavar="SECONDS", help="exponential: delay cap")
@@ -197,6 +208,8 @@ def endpoint_from_args(
     for flag in ("http_timeout", "rate_limit_duration"):
         if getattr(args, flag) is not None:
             getattr(ep, flag).CopyFrom(duration(getattr(args, flag)))
+    if args.ordering is not None:
+        ep.ordering = ORDERINGS[args.ordering]
     if args.event_types is not None:
         ep.event_types.extend(t for t in args.event_types if t)
     if args.headers is not None:
@@ -218,9 +231,24 @@ def endpoint_from_args(
     return ep
 
 
+def fifo_summary(endpoint: endpoint_pb2.Endpoint) -> str:
+    """What holds a FIFO endpoint up, in words ("" when nothing does)."""
+    if not endpoint.HasField("fifo"):
+        return ""
+    waiting = endpoint.fifo.waiting
+    noun = "delivery" if waiting == 1 else "deliveries"
+    return f"{waiting} {noun} waiting behind {endpoint.fifo.head_delivery_id}"
+
+
 def show(out: Output, endpoint: endpoint_pb2.Endpoint) -> None:
-    """One endpoint as a result: whole in JSON; for people, PEM bundles summed up."""
-    out.resource(endpoint if out.as_json else endpoint_auth.readable(endpoint))
+    """One endpoint as a result: whole in JSON; for people, PEM bundles summed up and a FIFO
+    endpoint's queue in words."""
+    if out.as_json:
+        out.resource(endpoint)
+        return
+    out.resource(endpoint_auth.readable(endpoint))
+    if summary := fifo_summary(endpoint):
+        out.line(f"fifo: {summary}")
 
 
 def _create_flags(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,9 @@ a lane (its queue and in-flight count); lanes take turns, one attempt each, so a
 endpoint only ever occupies its own concurrency limit. Attempts that run long move to a pool of
 their own (convoyd.delivery.capacity), so no number of hanging endpoints delays a healthy one.
 In a cluster the engine runs lanes only for the endpoints this node holds; taking, fencing and
-handing them off is convoyd.delivery.ownership.
+handing them off is convoyd.delivery.ownership. A FIFO endpoint's lane holds only its head, one
+attempt at a time, read from the store (convoyd.delivery.fifo); a concurrent lane pays nothing
+for that but one flag test.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from convoyd.core.model import (
 from convoyd.delivery.attempts import AttemptRunner
 from convoyd.delivery.capacity import Capacity, Flight
 from convoyd.delivery.config import EngineConfig, SenderLike, StatusChanger
+from convoyd.delivery.fifo import Heads
 from convoyd.delivery.lane import Lane
 from convoyd.delivery.oauth2 import TokenCache
 from convoyd.delivery.ownership import EndpointCheck, Holdings, Memory
@@ -65,12 +68,15 @@ class Engine:
         owns: EndpointCheck | None = None,
         may_start: EndpointCheck | None = None,
         tokens: TokenCache | None = None,
+        on_breaker_opened: Callable[[Endpoint], None] | None = None,
     ) -> None:
         """``owns``: whether this node holds an endpoint now; ``may_start``: whether an attempt
         to it may start now (asked right before each one). None: always (a single node).
         ``tokens``: the endpoints' OAuth2 tokens (by default a cache fetching through
         ``sender``): one per engine, in the daemon, shared by all of an endpoint's attempts
-        whichever sender worker makes them."""
+        whichever sender worker makes them. ``on_breaker_opened``: told (synchronously) of each
+        endpoint whose breaker opens; whatever it raises is logged, never the engine's."""
+        self._on_breaker_opened = on_breaker_opened
         self._store = store
         self._metrics = metrics
         self._sender = sender
@@ -104,16 +110,27 @@ class Engine:
             max_slow_in_flight=self.config.max_slow_in_flight,
             slow_after=self.config.slow_attempt_after,
         )
+        self._memory = Memory(self._tracked, self._timers, self._arm_timer, self._capacity)
         self._held = Holdings(
             breaker=lambda: self.config.breaker,
             ready=self._mark_ready,
-            memory=Memory(self._tracked, self._timers, self._arm_timer, self._capacity),
+            memory=self._memory,
             clock=clock,
             owns=owns,
             may_start=may_start,
         )
         self._lanes = self._held.lanes  # the one dict of lanes, shared
         recorder.add_listener(self._held.stored)
+        self._reads: set[asyncio.Task[None]] = set()  # FIFO head reads, cancelled at stop
+        self._heads = Heads(
+            store=store,
+            lanes=self._lanes,
+            admit=self.admit,
+            forget=self._memory.forget_waiting,
+            ready=self._mark_ready,
+            spawn=self._read,
+        )
+        recorder.add_listener(self._heads.stored)
         # Attempts and the endpoint status changes they trigger: stop() waits for both.
         self._inflight_tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -130,6 +147,9 @@ class Engine:
     async def start(self, endpoints: Iterable[Endpoint]) -> None:
         for endpoint in endpoints:
             self._held.add(endpoint)
+        fifo = [lane for lane in self._lanes.values() if lane.fifo]
+        if fifo:  # their heads before anything pending is admitted: only heads are
+            await self._heads.load_now(fifo)
         now = self._clock()
         self._swept_until = now + 2 * self.config.sweep_interval
         # Everything pending, including what a crash left PROCESSING: sent again (at-least-once).
@@ -145,9 +165,9 @@ class Engine:
         self._closing = True
         if self._timer is not None:
             self._timer.cancel()
-        for task in self._tasks:
+        for task in (*self._tasks, *self._reads):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._reads, return_exceptions=True)
         if self._inflight_tasks:
             _, pending = await asyncio.wait(self._inflight_tasks, timeout=grace)
             for task in pending:
@@ -211,11 +231,15 @@ class Engine:
         """Takes pending deliveries into memory (each at most once); how many it took."""
         now = self._clock()
         before = len(self._tracked)
+        lanes = self._lanes
         for d in deliveries:
             if d.status not in PENDING_STATUSES:
                 continue
-            if d.id in self._tracked or d.endpoint_id not in self._lanes or self._held.stale(d):
+            lane = lanes.get(d.endpoint_id)
+            if lane is None or d.id in self._tracked or self._held.stale(d):
                 continue
+            if lane.fifo and not self._heads.offer(lane, d):
+                continue  # not its FIFO endpoint's head: it waits in the store
             due = d.next_attempt_at if d.next_attempt_at is not None else now
             if due > self._swept_until:
                 continue  # the sweep brings it in when it is near
@@ -228,9 +252,35 @@ class Engine:
 
     def endpoint_changed(self, endpoint: Endpoint) -> None:
         """A committed change; an endpoint without a lane gets one if this node holds it."""
+        before = self._lanes.get(endpoint.id)
+        was_fifo = before is not None and before.fifo
         lane = self._held.changed(endpoint)
         if lane is not None:
+            if lane.fifo != was_fifo:
+                self._reordered(lane)
             self._mark_ready(lane)
+
+    def _reordered(self, lane: Lane) -> None:
+        """The endpoint's ordering changed. To FIFO: what the lane holds waiting is dropped and
+        its head read (attempts in flight end first). To concurrent: everything pending of it
+        that is due soon is loaded, once the outcomes recorded so far are committed."""
+        if lane.fifo:
+            self._memory.forget_waiting(lane)
+            self._heads.reload([lane])
+            return
+        self._heads.forget(lane)
+
+        async def load() -> None:
+            await self._recorder.flush()
+            due = await self._store.due_deliveries(after=None, until=self._swept_until)
+            self.admit(d for d in due if d.endpoint_id == lane.endpoint.id)
+
+        self._read(load())
+
+    def _read(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._reads.add(task)
+        task.add_done_callback(self._reads.discard)
 
     def breaker_status(self, endpoint_id: str) -> BreakerStatus | None:
         """The endpoint's breaker now; None when the engine has no lane for it."""
@@ -250,8 +300,14 @@ class Engine:
         fill_limiters_at: float | None = None,
     ) -> None:
         """Lanes for ``endpoints`` (see Holdings.take), then ``deliveries`` admitted."""
-        for lane in self._held.take(endpoints, breakers or {}, fill_limiters_at):
+        taken = self._held.take(endpoints, breakers or {}, fill_limiters_at)
+        for lane in taken:
             self._mark_ready(lane)
+        fifo = [lane for lane in taken if lane.fifo]
+        if fifo:  # the previous owner may have moved their heads on: the store knows
+            for lane in fifo:
+                self._memory.forget_waiting(lane)
+            self._heads.reload(fifo)
         self.admit(deliveries)
 
     def drop(self, endpoint_ids: Iterable[str]) -> None:
@@ -288,8 +344,8 @@ class Engine:
 
     def _enqueue(self, d: Delivery) -> None:
         lane = self._lanes.get(d.endpoint_id)
-        if lane is None:
-            self._tracked.discard(d.id)
+        if lane is None or (lane.fifo and d.id != lane.head):
+            self._tracked.discard(d.id)  # gone, or a FIFO lane's former head (timed)
             return
         lane.queue.append(d)
         self._mark_ready(lane)
@@ -299,7 +355,7 @@ class Engine:
 
     def _can_send(self, lane: Lane) -> bool:
         """Whether the lane may start an attempt now, without changing any state."""
-        if not lane.queue or lane.fenced or lane.releasing:
+        if not lane.queue or lane.fenced or lane.releasing or (lane.fifo and lane.in_flight):
             return False
         status = lane.endpoint.status
         if status is EndpointStatus.PENDING:
@@ -439,6 +495,8 @@ class Engine:
             finished = await self._runner.run(lane, d)
             if finished is None:  # the event was deleted
                 self._untrack(lane, d)
+                if lane.fifo:
+                    self._heads.reload([lane])
                 return
             if lane.dropped:
                 # Another node owns the endpoint now (or nobody does): its delivery and state
@@ -447,6 +505,7 @@ class Engine:
             self._held.attempted(finished.delivery)
             if finished.breaker_opened:
                 self._wake_at(lane, lane.breaker.next_probe_at or self._clock())
+                self._breaker_opened(lane.endpoint)
             if finished.trigger is not None and self._change_status is not None:
                 self._spawn(
                     self._change_status(lane.endpoint.id, finished.trigger, finished.reason)
@@ -457,16 +516,21 @@ class Engine:
                 after.status is DeliveryStatus.RETRY
                 and due is not None
                 and due <= self._swept_until
+                and (not lane.fifo or d.id == lane.head)
             ):
                 self._push_timer(due, after)  # near: a timer; further ahead: the sweep loads it
                 return
             self._untrack(lane, d)
+            if lane.fifo and d.id == lane.head:
+                self._heads.left(lane, after)
         except asyncio.CancelledError:
             # Shutdown: the delivery is still pending in the store and is sent after restart.
             raise
         except Exception:
             log.exception("attempt of delivery %s failed unexpectedly", d.id)
             self._untrack(lane, d)
+            if lane.fifo:
+                self._heads.reload([lane])
         finally:
             lane.end(d.id)
             capacity = self._capacity
@@ -476,6 +540,14 @@ class Engine:
                 lane.in_ready_ring = False
             self._mark_ready(lane)
             self._wake.set()
+
+    def _breaker_opened(self, endpoint: Endpoint) -> None:
+        if self._on_breaker_opened is None:
+            return
+        try:
+            self._on_breaker_opened(endpoint)
+        except Exception:
+            log.exception("the breaker-opened hook failed for endpoint %s", endpoint.id)
 
     def _untrack(self, lane: Lane, d: Delivery) -> None:
         # A dropped lane's deliveries were untracked when it was dropped; the same id may be

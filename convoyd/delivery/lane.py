@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from convoyd.core import signing
 from convoyd.core.breaker import Breaker, BreakerConfig
-from convoyd.core.model import Delivery, Endpoint
+from convoyd.core.model import Delivery, Endpoint, Ordering
 from convoyd.core.ratelimit import SlidingWindowLimiter
 
 if TYPE_CHECKING:
@@ -36,17 +36,22 @@ class Lane:
         "dropped",
         "endpoint",
         "fenced",
+        "fifo",
+        "head",
+        "head_known",
         "idle",
         "in_flight",
         "in_ready_ring",
         "keys",
         "keys_until",
         "limiter",
+        "loading",
         "old",
         "parked",
         "proven",
         "queue",
         "releasing",
+        "seen",
         "sending",
         "slow",
         "wake",
@@ -78,6 +83,14 @@ class Lane:
         self.releasing = False
         self.dropped = False
         self.idle: asyncio.Event | None = None  # set when in_flight falls to 0 (a hand-off)
+        # A FIFO endpoint (convoyd.delivery.fifo): its head as last read from the store (None:
+        # nothing pending), whether it has been read, whether a read is under way, and the
+        # smallest id offered while it was ("" to read again in any case).
+        self.fifo = endpoint.spec.ordering is Ordering.FIFO
+        self.head: str | None = None
+        self.head_known = False
+        self.loading = False
+        self.seen: str | None = None
 
     def begin(self, delivery_id: str) -> None:
         """An attempt of the delivery starts."""

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from convoyd.core.breaker import Breaker, BreakerConfig, BreakerSnapshot, BreakerState
-from convoyd.core.model import BreakerStatus, Delivery, Endpoint, EndpointStatus
+from convoyd.core.model import BreakerStatus, Delivery, Endpoint, EndpointStatus, Ordering
 from convoyd.delivery.capacity import Capacity
 from convoyd.delivery.lane import Lane, limiter_for
 
@@ -115,6 +115,30 @@ class Memory:
             heapq.heapify(timers)
             self.rearm()
 
+    def forget_waiting(self, lane: Lane, delivery_id: str | None = None) -> None:
+        """Forgets the lane's deliveries queued or timed (all, or only ``delivery_id``), not
+        those in flight: they stay pending in the store (a FIFO lane's head moved)."""
+        queue = lane.queue
+        gone = {d.id for d in queue if delivery_id is None or d.id == delivery_id}
+        if gone:
+            kept_queue = [d for d in queue if d.id not in gone]
+            queue.clear()
+            queue.extend(kept_queue)
+        endpoint_id = lane.endpoint.id
+        timers = self.timers
+        kept = []
+        for t in timers:
+            d = t[2]
+            if d.endpoint_id == endpoint_id and (delivery_id is None or d.id == delivery_id):
+                gone.add(d.id)
+            else:
+                kept.append(t)
+        if len(kept) < len(timers):
+            timers[:] = kept
+            heapq.heapify(timers)
+            self.rearm()
+        self.tracked.difference_update(gone - lane.sending)
+
 
 class Holdings:
     """The engine's lanes by endpoint id, and the rules of taking, fencing and giving them up.
@@ -172,6 +196,7 @@ class Holdings:
         spec, old = endpoint.spec, previous.spec
         if (spec.rate_limit, spec.rate_limit_duration) != (old.rate_limit, old.rate_limit_duration):
             lane.limiter = limiter_for(endpoint)
+        lane.fifo = spec.ordering is Ordering.FIFO  # the engine reacts to a change
 
     # -- moving between nodes -------------------------------------------------------------
 

@@ -14,7 +14,14 @@ from typing import Any
 
 from aiohttp import web
 
-from convoyd.core.model import Endpoint, EndpointSpec, EventInput, SignatureConfig, SignatureScheme
+from convoyd.core.model import (
+    Endpoint,
+    EndpointSpec,
+    EventInput,
+    Ordering,
+    SignatureConfig,
+    SignatureScheme,
+)
 from convoyd.core.states import Trigger
 from convoyd.errors import (
     FailedPreconditionError,
@@ -32,7 +39,7 @@ TEST_EVENT_TYPE = "convoyd.test"
 OVERLAP_CHOICES = frozenset(value for value, _ in pages.OVERLAPS)
 FORM_FIELDS = (
     *("owner_id", "name", "url", "description", "event_types", "rate_limit"),
-    *("http_timeout", "scheme", *credentials.FIELDS),
+    *("http_timeout", "scheme", "ordering", *credentials.FIELDS),
 )
 # Where a violation of a spec field is shown on the form (by its first name, or its path
 # without list indexes).
@@ -178,6 +185,10 @@ def _spec_values(values: dict[str, str]) -> tuple[dict[str, Any], list[FieldViol
         out["scheme"] = SignatureScheme(values.get("scheme") or SignatureScheme.STANDARD.value)
     except ValueError:
         bad.append(FieldViolation("signature.scheme", "is not a signature scheme"))
+    try:
+        out["ordering"] = Ordering(values.get("ordering") or Ordering.CONCURRENT.value)
+    except ValueError:
+        bad.append(FieldViolation("ordering", "is not an ordering (concurrent or fifo)"))
     proofs, wrong = credentials.spec_values(values)
     return out | proofs, bad + wrong
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from convoyd.core.model import Endpoint, SignatureScheme
+from convoyd.core.model import Endpoint, Ordering, SignatureScheme
 from convoyd.core.validation import MASK
 from convoyd.portal import credentials
 from convoyd.portal.pages import heading
@@ -25,6 +25,10 @@ SCHEMES = (
     (SignatureScheme.STANDARD.value, "Standard Webhooks"),
     (SignatureScheme.CONVOY_SIMPLE.value, "Convoy (simple)"),
     (SignatureScheme.CONVOY_ADVANCED.value, "Convoy (advanced)"),
+)
+ORDERINGS = (
+    (Ordering.CONCURRENT.value, "Concurrent"),
+    (Ordering.FIFO.value, "FIFO: one at a time, in order"),
 )
 KEEP_HINT = f"Never shown: {MASK} stands for the stored value and keeps it."
 # Browsers would fill a saved login into a username next to a password field.
@@ -53,6 +57,7 @@ class EndpointForm:
                 "rate_limit": str(spec.rate_limit),
                 "http_timeout": f"{spec.http_timeout:g}" if spec.http_timeout else "",
                 "scheme": spec.signature.scheme.value,
+                "ordering": spec.ordering.value,
                 **credentials.shown_values(spec),
             }
         )
@@ -251,6 +256,17 @@ def endpoint_form_page(
                 '<select id="f-scheme" name="scheme">{o}</select>',
                 o=options(SCHEMES, form.values.get("scheme", SCHEMES[0][0])),
             ),
+        ),
+        _field(
+            form,
+            "ordering",
+            "Ordering",
+            render(
+                '<select id="f-ordering" name="ordering">{o}</select>',
+                o=options(ORDERINGS, form.values.get("ordering", ORDERINGS[0][0])),
+            ),
+            "FIFO delivers in the order events were accepted, one at a time: a delivery that"
+            " keeps failing holds back the ones behind it until it succeeds or fails for good.",
         ),
         _authentication(form),
         _tls(form),

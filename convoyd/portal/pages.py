@@ -15,6 +15,8 @@ from convoyd.core.model import (
     Endpoint,
     EndpointStatus,
     Event,
+    FifoQueue,
+    Ordering,
     SignatureScheme,
 )
 from convoyd.core.request import redact_pairs
@@ -206,7 +208,24 @@ def _endpoint_actions(chrome: Chrome, endpoint: Endpoint, base: str) -> list[Htm
     ]
 
 
-def _endpoint_details(endpoint: Endpoint, now: float) -> Html:
+def ordering_text(endpoint: Endpoint, fifo: FifoQueue | None) -> Html:
+    """How the endpoint's deliveries go out; for a FIFO endpoint, what holds its queue up."""
+    if endpoint.spec.ordering is not Ordering.FIFO:
+        return render("concurrent")
+    if fifo is None:
+        return render(
+            'FIFO <span class="muted small">(one at a time, in order; none waiting)</span>'
+        )
+    noun = "delivery" if fifo.waiting == 1 else "deliveries"
+    return render(
+        "FIFO: {n} {noun} waiting behind {head}",
+        n=fifo.waiting,
+        noun=noun,
+        head=link(delivery_href(fifo.head_delivery_id), mono(fifo.head_delivery_id)),
+    )
+
+
+def _endpoint_details(endpoint: Endpoint, now: float, fifo: FifoQueue | None) -> Html:
     spec = endpoint.spec
     rate = f"{spec.rate_limit} per {spec.rate_limit_duration:g} s" if spec.rate_limit else "none"
     return details(
@@ -226,6 +245,7 @@ def _endpoint_details(endpoint: Endpoint, now: float) -> Html:
             ),
             ("HTTP timeout", f"{spec.http_timeout:g} s" if spec.http_timeout else "default"),
             ("Rate limit", rate),
+            ("Ordering", ordering_text(endpoint, fifo)),
             ("Signature", spec.signature.scheme.value.replace("_", "-")),
             ("Authentication", auth_summary(spec.auth)),
             ("Client certificate", certificate_summary(spec.tls, now)),
@@ -252,6 +272,7 @@ def endpoint_page(
     *,
     now: float,
     message: Html,
+    fifo: FifoQueue | None = None,
 ) -> Html:
     base = endpoint_href(endpoint.id)
     head = heading(
@@ -273,7 +294,7 @@ def endpoint_page(
     body = render(
         '{head}<div class="grid">{info}{side}</div>{recent}',
         head=head,
-        info=card("Details", _endpoint_details(endpoint, now)),
+        info=card("Details", _endpoint_details(endpoint, now, fifo)),
         side=render(
             '<div class="stack">{c}{r}</div>',
             c=card("Circuit breaker", _breaker_details(breaker)),

@@ -58,6 +58,7 @@ async def show_endpoint(
         recent.items,
         now=svc.clock(),
         message=message,
+        fifo=await svc.endpoints.fifo_queue(endpoint),
     )
     return respond(body, status)
 

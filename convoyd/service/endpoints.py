@@ -19,7 +19,9 @@ from convoyd.core.model import (
     EndpointStatus,
     EndpointStatusChange,
     EndpointTls,
+    FifoQueue,
     OAuth2Auth,
+    Ordering,
     Page,
     Secret,
 )
@@ -58,6 +60,9 @@ UPDATABLE_FIELDS = frozenset(
         "content_type",
         "max_concurrency",
         "tls",
+        # Read when a delivery starts: a change applies from the next one that starts, and
+        # attempts already in flight finish as they are.
+        "ordering",
     }
 )
 
@@ -216,6 +221,17 @@ class EndpointManager:
                 owner_id=owner_id, status=status, before_id=after, limit=limit
             ),
         )
+
+    async def fifo_queue(self, endpoint: Endpoint) -> FifoQueue | None:
+        """What holds a FIFO endpoint up: its head and how many wait behind it (None for a
+        concurrent endpoint, which has no head, or a FIFO one with nothing pending). One store
+        read per call: a listing pays one per FIFO endpoint on its page."""
+        if endpoint.spec.ordering is not Ordering.FIFO:
+            return None
+        head, waiting = await self._store.fifo_backlog(endpoint.id)
+        if head is None:
+            return None
+        return FifoQueue(head_delivery_id=head.id, waiting=waiting)
 
     async def update(
         self, endpoint_id: str, fields: Mapping[str, Any], *, id_field: str = "endpoint_id"

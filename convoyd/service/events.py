@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from convoyd.core import routing
-from convoyd.core.ids import new_id
+from convoyd.core.ids import MonotonicIds
 from convoyd.core.model import Delivery, DeliveryStatus, Endpoint, Event, EventInput, Page
 from convoyd.core.validation import (
     Limits,
@@ -62,6 +62,8 @@ class EventManager:
         self._store = store
         self._clock = clock
         self._rng = rng
+        # Acceptance order is id order (FIFO endpoints deliver in it), within a batch too.
+        self._ids = MonotonicIds()
         self._max_payload = max_payload_bytes
         self._window = idempotency_window
         self._limits = limits or Limits()
@@ -163,10 +165,10 @@ class EventManager:
     ) -> IngestWrite:
         """A new event and its deliveries to those of ``targets`` that take its type."""
         # Drawn before the delivery ids, so a seeded rng keeps giving the same ids.
-        event_id = new_id("ev", now, self._rng)
+        event_id = self._ids.new("ev", now, self._rng)
         deliveries = [
             Delivery(
-                id=new_id("dl", now, self._rng),
+                id=self._ids.new("dl", now, self._rng),
                 event_id=event_id,
                 endpoint_id=endpoint.id,
                 owner_id=endpoint.spec.owner_id,

@@ -167,6 +167,8 @@ class DeliveryStore(Protocol):
 
     async def due_deliveries(self, *, after: float | None, until: float) -> list[Delivery]: ...
 
+    async def fifo_heads(self, endpoint_ids: Sequence[str]) -> dict[str, Delivery]: ...
+
     async def load_payloads(self, event_ids: Sequence[str]) -> dict[str, Payload]: ...
 
     async def record(self, records: Sequence[AttemptRecord]) -> None: ...
@@ -251,6 +253,13 @@ class Store(Protocol):
 
     async def due_deliveries(self, *, after: float | None, until: float) -> list[Delivery]:
         """Pending deliveries (scheduled, processing, retry) due in (after, until]."""
+
+    async def fifo_heads(self, endpoint_ids: Sequence[str]) -> dict[str, Delivery]:
+        """The head of each endpoint's queue: its pending delivery with the smallest id
+        (acceptance order), due or not; endpoints with none pending are left out. One query."""
+
+    async def fifo_backlog(self, endpoint_id: str) -> tuple[Delivery | None, int]:
+        """The endpoint's head (as fifo_heads) and how many pending deliveries wait behind it."""
 
     async def record(self, records: Sequence[AttemptRecord]) -> None:
         """Stores attempts and delivery updates, in order, in one transaction. The latest

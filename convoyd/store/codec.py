@@ -26,6 +26,7 @@ from convoyd.core.model import (
     Event,
     OAuth2Auth,
     OAuth2ClientAuth,
+    Ordering,
     RetryPolicy,
     RetryStrategy,
     Secret,
@@ -129,6 +130,7 @@ def spec_to_json(spec: EndpointSpec) -> str:
             "ca_pem": spec.tls.ca_pem,
             "client_certificate_not_after": spec.tls.client_certificate_not_after,
         },
+        "ordering": spec.ordering.value,
     }
     return json.dumps(doc, separators=(",", ":"))
 
@@ -209,6 +211,8 @@ def spec_from_row(url: str, name: str, owner_id: str, spec_json: str) -> Endpoin
         max_concurrency=doc["max_concurrency"],
         # Rows written before TLS settings existed have no "tls".
         tls=None if (tls := doc.get("tls")) is None else EndpointTls(**tls),
+        # Rows written before FIFO endpoints existed have no "ordering": they are concurrent.
+        ordering=Ordering(doc.get("ordering", Ordering.CONCURRENT.value)),
     )
 
 

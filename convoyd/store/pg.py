@@ -160,6 +160,12 @@ class PostgresStore:
     async def due_deliveries(self, *, after: float | None, until: float) -> list[Delivery]:
         return await self._events.due_deliveries(after=after, until=until)
 
+    async def fifo_heads(self, endpoint_ids: Sequence[str]) -> dict[str, Delivery]:
+        return await self._events.fifo_heads(endpoint_ids)
+
+    async def fifo_backlog(self, endpoint_id: str) -> tuple[Delivery | None, int]:
+        return await self._events.fifo_backlog(endpoint_id)
+
     async def record(
         self, records: Sequence[AttemptRecord], *, fence: Fence | None = None, node_id: str = ""
     ) -> None:

@@ -68,6 +68,19 @@ _PG_TYPES = {
 }
 
 
+# Each endpoint's FIFO head: its smallest pending id, by the deliveries_endpoint index.
+_FIFO_HEADS = (
+    f"SELECT h.* FROM unnest($1::text[]) AS e (endpoint_id) CROSS JOIN LATERAL"  # noqa: S608 - constant columns and statuses
+    f" (SELECT {codec.DELIVERY_COLUMNS} FROM deliveries AS d WHERE d.endpoint_id = e.endpoint_id"
+    f" AND d.status IN ({PENDING}) ORDER BY d.id LIMIT 1) AS h"
+)
+_FIFO_BACKLOG = (
+    f"SELECT {codec.DELIVERY_COLUMNS}, (SELECT count(*) FROM deliveries AS w"  # noqa: S608 - constant columns and statuses
+    f" WHERE w.endpoint_id = $1 AND w.status IN ({PENDING})) AS pending FROM deliveries"
+    f" WHERE endpoint_id = $1 AND status IN ({PENDING}) ORDER BY id LIMIT 1"
+)
+
+
 def _unnest(names: Sequence[str], start: int = 1) -> str:
     """``unnest($start::type[], ...)``: one array parameter per column of ``names``."""
     arrays = ", ".join(f"${n}::{_PG_TYPES[c]}[]" for n, c in enumerate(names, start))
@@ -279,6 +292,19 @@ class PgEventTables:
             codec.to_us(until),
         )
         return [codec.delivery_from_row(r) for r in rows]
+
+    async def fifo_heads(self, endpoint_ids: Sequence[str]) -> dict[str, Delivery]:
+        if not endpoint_ids:
+            return {}
+        rows = await self._db.fetch(_FIFO_HEADS, list(endpoint_ids))
+        heads = (codec.delivery_from_row(r) for r in rows)
+        return {d.endpoint_id: d for d in heads}
+
+    async def fifo_backlog(self, endpoint_id: str) -> tuple[Delivery | None, int]:
+        rows = await self._db.fetch(_FIFO_BACKLOG, endpoint_id)
+        if not rows:
+            return None, 0
+        return codec.delivery_from_row(rows[0]), int(rows[0]["pending"]) - 1
 
     async def record(
         self,

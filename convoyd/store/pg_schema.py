@@ -224,6 +224,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # attempts are read only through their delivery, so none shows it, and it leaves with its
     # day.
     ("ALTER TABLE attempts DROP CONSTRAINT IF EXISTS attempts_delivery_id_fkey",),
+    # 4: a FIFO endpoint's head (its pending delivery with the smallest id) found from its
+    # pending deliveries alone, not by walking past every finished one (store fifo_heads).
+    (
+        "CREATE INDEX deliveries_pending ON deliveries (endpoint_id, id)"
+        " WHERE status IN ('processing', 'retry', 'scheduled')",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

@@ -65,6 +65,23 @@ _UPDATE_DELIVERY = (
 )
 
 
+# An endpoint's FIFO head: its smallest pending id, by the deliveries_pending index. The
+# endpoint ids come as one JSON array (json_each), whatever their number.
+_FIFO_HEAD = (
+    "SELECT h.id FROM deliveries AS h"  # noqa: S608 - constant statuses
+    f" WHERE h.endpoint_id = e.value AND h.status IN ({PENDING}) ORDER BY h.id LIMIT 1"
+)
+_FIFO_HEADS = (
+    f"SELECT {codec.DELIVERY_COLUMNS} FROM deliveries"  # noqa: S608 - constant columns
+    f" WHERE id IN (SELECT ({_FIFO_HEAD}) FROM json_each(?) AS e)"
+)
+_FIFO_BACKLOG = (
+    f"SELECT {codec.DELIVERY_COLUMNS}, (SELECT count(*) FROM deliveries AS w"  # noqa: S608 - constant columns and statuses
+    f" WHERE w.endpoint_id = ? AND w.status IN ({PENDING})) AS pending FROM deliveries"
+    f" WHERE endpoint_id = ? AND status IN ({PENDING}) ORDER BY id LIMIT 1"
+)
+
+
 def _update_values(d: Delivery) -> dict[str, Any]:
     return dict(zip(codec.DELIVERY_UPDATE_NAMES, codec.delivery_update_row(d), strict=True))
 
@@ -191,6 +208,19 @@ class EventTables:
             (low, codec.to_us(until)),
         )
         return [codec.delivery_from_row(r) for r in rows]
+
+    async def fifo_heads(self, endpoint_ids: Sequence[str]) -> dict[str, Delivery]:
+        if not endpoint_ids:
+            return {}
+        rows = await self._db.fetchall(_FIFO_HEADS, (json.dumps(list(endpoint_ids)),))
+        heads = (codec.delivery_from_row(r) for r in rows)
+        return {d.endpoint_id: d for d in heads}
+
+    async def fifo_backlog(self, endpoint_id: str) -> tuple[Delivery | None, int]:
+        rows = await self._db.fetchall(_FIFO_BACKLOG, (endpoint_id, endpoint_id))
+        if not rows:
+            return None, 0
+        return codec.delivery_from_row(rows[0]), int(rows[0]["pending"]) - 1
 
     async def record(self, batch: Sequence[AttemptRecord]) -> None:
         attempts = [codec.attempt_to_row(r.attempt) for r in batch if r.attempt is not None]

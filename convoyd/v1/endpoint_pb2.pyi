@@ -39,6 +39,11 @@ class SignatureEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SIGNATURE_ENCODING_HEX: _ClassVar[SignatureEncoding]
     SIGNATURE_ENCODING_BASE64: _ClassVar[SignatureEncoding]
 
+class Ordering(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ORDERING_UNSPECIFIED: _ClassVar[Ordering]
+    ORDERING_FIFO: _ClassVar[Ordering]
+
 class CircuitBreakerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CIRCUIT_BREAKER_STATE_UNSPECIFIED: _ClassVar[CircuitBreakerState]
@@ -60,6 +65,8 @@ SIGNATURE_HASH_SHA512: SignatureHash
 SIGNATURE_ENCODING_UNSPECIFIED: SignatureEncoding
 SIGNATURE_ENCODING_HEX: SignatureEncoding
 SIGNATURE_ENCODING_BASE64: SignatureEncoding
+ORDERING_UNSPECIFIED: Ordering
+ORDERING_FIFO: Ordering
 CIRCUIT_BREAKER_STATE_UNSPECIFIED: CircuitBreakerState
 CIRCUIT_BREAKER_STATE_CLOSED: CircuitBreakerState
 CIRCUIT_BREAKER_STATE_OPEN: CircuitBreakerState
@@ -187,6 +194,14 @@ class RetryPolicy(_message.Message):
     jitter: float
     def __init__(self, exponential: _Optional[_Union[ExponentialRetry, _Mapping]] = ..., linear: _Optional[_Union[LinearRetry, _Mapping]] = ..., schedule: _Optional[_Union[ScheduleRetry, _Mapping]] = ..., jitter: _Optional[float] = ...) -> None: ...
 
+class FifoQueue(_message.Message):
+    __slots__ = ("head_delivery_id", "waiting")
+    HEAD_DELIVERY_ID_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    head_delivery_id: str
+    waiting: int
+    def __init__(self, head_delivery_id: _Optional[str] = ..., waiting: _Optional[int] = ...) -> None: ...
+
 class CircuitBreakerStatus(_message.Message):
     __slots__ = ("state", "failure_rate", "window_attempts", "consecutive_trips", "next_probe_at")
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -202,7 +217,7 @@ class CircuitBreakerStatus(_message.Message):
     def __init__(self, state: _Optional[_Union[CircuitBreakerState, str]] = ..., failure_rate: _Optional[float] = ..., window_attempts: _Optional[int] = ..., consecutive_trips: _Optional[int] = ..., next_probe_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Endpoint(_message.Message):
-    __slots__ = ("id", "name", "description", "url", "owner_id", "event_types", "status", "status_reason", "status_changed_at", "http_timeout", "rate_limit", "rate_limit_duration", "retry_policy", "signature", "secrets", "authentication", "headers", "content_type", "max_concurrency", "created_at", "updated_at", "circuit_breaker", "tls")
+    __slots__ = ("id", "name", "description", "url", "owner_id", "event_types", "status", "status_reason", "status_changed_at", "http_timeout", "rate_limit", "rate_limit_duration", "retry_policy", "signature", "secrets", "authentication", "headers", "content_type", "max_concurrency", "created_at", "updated_at", "circuit_breaker", "tls", "ordering", "fifo")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +248,8 @@ class Endpoint(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     CIRCUIT_BREAKER_FIELD_NUMBER: _ClassVar[int]
     TLS_FIELD_NUMBER: _ClassVar[int]
+    ORDERING_FIELD_NUMBER: _ClassVar[int]
+    FIFO_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     description: str
@@ -256,7 +273,9 @@ class Endpoint(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     circuit_breaker: CircuitBreakerStatus
     tls: EndpointTls
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., url: _Optional[str] = ..., owner_id: _Optional[str] = ..., event_types: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[EndpointStatus, str]] = ..., status_reason: _Optional[str] = ..., status_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., http_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., rate_limit: _Optional[int] = ..., rate_limit_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., signature: _Optional[_Union[SignatureConfig, _Mapping]] = ..., secrets: _Optional[_Iterable[_Union[EndpointSecret, _Mapping]]] = ..., authentication: _Optional[_Union[EndpointAuthentication, _Mapping]] = ..., headers: _Optional[_Mapping[str, str]] = ..., content_type: _Optional[str] = ..., max_concurrency: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreakerStatus, _Mapping]] = ..., tls: _Optional[_Union[EndpointTls, _Mapping]] = ...) -> None: ...
+    ordering: Ordering
+    fifo: FifoQueue
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., url: _Optional[str] = ..., owner_id: _Optional[str] = ..., event_types: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[EndpointStatus, str]] = ..., status_reason: _Optional[str] = ..., status_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., http_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., rate_limit: _Optional[int] = ..., rate_limit_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., signature: _Optional[_Union[SignatureConfig, _Mapping]] = ..., secrets: _Optional[_Iterable[_Union[EndpointSecret, _Mapping]]] = ..., authentication: _Optional[_Union[EndpointAuthentication, _Mapping]] = ..., headers: _Optional[_Mapping[str, str]] = ..., content_type: _Optional[str] = ..., max_concurrency: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreakerStatus, _Mapping]] = ..., tls: _Optional[_Union[EndpointTls, _Mapping]] = ..., ordering: _Optional[_Union[Ordering, str]] = ..., fifo: _Optional[_Union[FifoQueue, _Mapping]] = ...) -> None: ...
 
 class CreateEndpointRequest(_message.Message):
     __slots__ = ("endpoint", "secret")

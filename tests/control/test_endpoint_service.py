@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from convoyd.app import App
+from convoyd.client import Client
 from convoyd.v1 import delivery_pb2, delivery_pb2_grpc, endpoint_pb2, endpoint_pb2_grpc
 from tests.conftest import Running, running_app
 from tests.pki import EndpointPem, endpoint_pem
@@ -117,6 +118,7 @@ async def test_create_get_returns_the_endpoint_with_secret_value_only_on_create(
         ({"headers": {"X-A": "a\r\nX-Injected: 1"}}, "headers['X-A']"),
         ({"event_types": ["ok", "no spaces"]}, "event_types[1]"),
         ({"signature": pb.SignatureConfig(scheme=99)}, "signature.scheme"),
+        ({"ordering": 7}, "ordering"),
         (
             {"retry_policy": pb.RetryPolicy(linear=pb.LinearRetry(max_retries=500))},
             "retry_policy.linear.max_retries",
@@ -304,6 +306,67 @@ async def test_health_needs_no_token_and_reflection_lists_the_services(app: Runn
             "convoyd.v1.DeliveryService",
             "convoyd.v1.PortalService",
         } <= names
+
+
+# -- ordering --------------------------------------------------------------------------------
+
+
+async def test_ordering_is_set_at_create_shown_by_reads_and_changed_by_update(api: Any) -> None:
+    plain = await api.CreateEndpoint(new_endpoint(name="plain"))
+    assert plain.ordering == pb.ORDERING_UNSPECIFIED  # concurrent, as before FIFO existed
+    fifo = await api.CreateEndpoint(new_endpoint(name="fifo", ordering=pb.ORDERING_FIFO))
+    assert fifo.ordering == pb.ORDERING_FIFO
+    got = await api.GetEndpoint(pb.GetEndpointRequest(endpoint_id=fifo.id))
+    assert got.ordering == pb.ORDERING_FIFO
+    assert not got.HasField("fifo")  # nothing pending: no head to wait behind
+
+    def update(endpoint_id: str, ordering: int) -> pb.UpdateEndpointRequest:
+        return pb.UpdateEndpointRequest(
+            endpoint=pb.Endpoint(id=endpoint_id, ordering=ordering),
+            update_mask=field_mask_pb2.FieldMask(paths=["ordering"]),
+        )
+
+    changed = await api.UpdateEndpoint(update(plain.id, pb.ORDERING_FIFO))
+    assert changed.ordering == pb.ORDERING_FIFO and changed.name == "plain"
+    back = await api.UpdateEndpoint(update(fifo.id, pb.ORDERING_UNSPECIFIED))
+    assert back.ordering == pb.ORDERING_UNSPECIFIED
+    listed = await api.ListEndpoints(pb.ListEndpointsRequest())
+    assert {e.id: e.ordering for e in listed.endpoints} == {
+        plain.id: pb.ORDERING_FIFO,
+        fifo.id: pb.ORDERING_UNSPECIFIED,
+    }
+
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await api.UpdateEndpoint(update(plain.id, 7))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(info.value) == {"ordering": "unknown value 7"}
+    unchanged = await api.GetEndpoint(pb.GetEndpointRequest(endpoint_id=plain.id))
+    assert unchanged.ordering == pb.ORDERING_FIFO
+
+
+async def test_reads_show_what_a_fifo_endpoint_waits_behind(api: Any) -> None:
+    # Nothing answers at .invalid: every delivery stays pending (retrying) during the test.
+    fifo = await api.CreateEndpoint(
+        new_endpoint(url="https://hooks.invalid/fifo", ordering=pb.ORDERING_FIFO)
+    )
+    plain = await api.CreateEndpoint(new_endpoint(url="https://hooks.invalid/plain"))
+    running = api.running
+    async with Client(running.grpc_target, token=running.token) as client:
+        firsts = []
+        for n in range(3):
+            event = await client.create_event(
+                endpoint_ids=[fifo.id, plain.id], event_type="order.paid", data={"n": n}
+            )
+            found = await client.list_deliveries(event_id=event.id, endpoint_id=fifo.id)
+            firsts.append(found.deliveries[0].id)
+
+    got = await api.GetEndpoint(pb.GetEndpointRequest(endpoint_id=fifo.id))
+    assert got.fifo == pb.FifoQueue(head_delivery_id=firsts[0], waiting=2)
+    listed = {e.id: e for e in (await api.ListEndpoints(pb.ListEndpointsRequest())).endpoints}
+    assert listed[fifo.id].fifo == got.fifo
+    assert not listed[plain.id].HasField("fifo")  # concurrent: no queue to show
+    plain_got = await api.GetEndpoint(pb.GetEndpointRequest(endpoint_id=plain.id))
+    assert not plain_got.HasField("fifo")
 
 
 # -- authentication methods and TLS settings -------------------------------------------------

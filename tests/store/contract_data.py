@@ -32,6 +32,7 @@ from convoyd.core.model import (
     Event,
     OAuth2Auth,
     OAuth2ClientAuth,
+    Ordering,
     PortalLink,
     PortalLinkKind,
     PortalSession,
@@ -98,9 +99,10 @@ def endpoint(
     secrets: tuple[Secret, ...] | None = None,
     auth: EndpointAuth | None = API_KEY,
     tls: EndpointTls | None = None,
+    ordering: Ordering = Ordering.CONCURRENT,
 ) -> Endpoint:
-    """An endpoint with every optional part of its spec set (``auth`` and ``tls`` vary), so a
-    round trip covers them."""
+    """An endpoint with every optional part of its spec set (``auth``, ``tls`` and
+    ``ordering`` vary), so a round trip covers them."""
     return Endpoint(
         id=ident("ep"),
         spec=EndpointSpec(
@@ -120,6 +122,7 @@ def endpoint(
             headers={"X-Team": "billing"},
             max_concurrency=4,
             tls=tls,
+            ordering=ordering,
         ),
         status=status,
         status_reason="created",

@@ -1,5 +1,6 @@
 """The store's JSON: its encoder writes exactly what json.dumps writes; endpoint specs of
-every authentication method, and of rows written before some existed, read back as written."""
+every authentication method and ordering, and of rows written before some existed, read back
+as written."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from convoyd.core.model import EndpointSpec
+from convoyd.core.model import EndpointSpec, Ordering
 from convoyd.store.codec import dumps, spec_from_row, spec_to_json
-from tests.store.contract_data import API_KEY, AUTH_METHODS, TLS
+from tests.store.contract_data import API_KEY, AUTH_METHODS, TLS, endpoint
 
 
 @pytest.mark.parametrize(
@@ -50,3 +51,25 @@ def test_each_authentication_method_is_stored_under_its_name(method: str) -> Non
     doc = json.loads(spec_to_json(spec))
     assert doc["auth"]["method"] == method
     assert spec_from_row(spec.url, spec.name, spec.owner_id, spec_to_json(spec)) == spec
+
+
+@pytest.mark.parametrize("ordering", list(Ordering))
+def test_each_ordering_is_stored_under_its_name_and_reads_back(ordering: Ordering) -> None:
+    spec = endpoint(ordering=ordering).spec
+    doc = json.loads(spec_to_json(spec))
+    assert doc["ordering"] == ordering.value
+    assert spec_from_row(spec.url, spec.name, spec.owner_id, spec_to_json(spec)) == spec
+
+
+def test_specs_written_before_fifo_endpoints_read_as_concurrent() -> None:
+    old = json.loads(spec_to_json(endpoint(ordering=Ordering.FIFO).spec))
+    del old["ordering"]
+    spec = spec_from_row("https://hooks.invalid/in", "", "", json.dumps(old))
+    assert spec.ordering is Ordering.CONCURRENT
+
+
+def test_an_unknown_stored_ordering_is_refused_not_guessed() -> None:
+    doc = json.loads(spec_to_json(EndpointSpec(url="https://hooks.invalid/in")))
+    doc["ordering"] = "lifo"
+    with pytest.raises(ValueError, match="lifo"):
+        spec_from_row("https://hooks.invalid/in", "", "", json.dumps(doc))

@@ -11,6 +11,7 @@ import pytest
 
 from convoyd.core.model import Endpoint, EndpointSpec, EndpointStatus, Secret
 from convoyd.errors import NotFoundError
+from convoyd.store import sqlite_events
 from convoyd.store.migrations import LATEST
 from convoyd.store.sqlite import DB_FILE, SqliteStore, apply_migrations
 from convoyd.store.writer import Writer
@@ -136,3 +137,20 @@ async def test_writer_groups_jobs_and_isolates_a_failing_one(tmp_path: Path) -> 
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 200
     conn.close()
+
+
+def test_fifo_heads_are_found_from_the_pending_deliveries_index(tmp_path: Path) -> None:
+    """An endpoint's finished deliveries are never walked to find its FIFO head."""
+    path = tmp_path / "convoyd.db"
+    apply_migrations(path)
+    conn = sqlite3.connect(path)
+    try:
+        for sql, args in (
+            (sqlite_events._FIFO_HEADS, ('["ep_1"]',)),
+            (sqlite_events._FIFO_BACKLOG, ("ep_1", "ep_1")),
+        ):
+            plan = " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+            assert "USING INDEX deliveries_pending (endpoint_id=?)" in plan, plan
+            assert "SCAN deliveries" not in plan, plan
+    finally:
+        conn.close()
