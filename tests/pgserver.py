@@ -304,3 +304,17 @@ class PostgresServer:
                 f"{program} {' '.join(args[:2])} failed ({done.returncode}):"
                 f"\n{done.stdout}{done.stderr}"
             )
+
+
+async def lock_waiters(conn: asyncpg.Connection, count: int) -> None:
+    """Returns once ``count`` other sessions of this database wait for a lock (a test that
+    makes a transaction wait behind one it holds open, then lets it go)."""
+    for _ in range(1000):
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        if waiting >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"fewer than {count} sessions came to wait for a lock")

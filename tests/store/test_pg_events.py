@@ -44,6 +44,7 @@ from convoyd.store.pg_connections import PgConnections
 from convoyd.store.pg_endpoints import read_endpoint
 from convoyd.store.pg_events import PgEventTables
 from convoyd.store.sqlite import SqliteStore
+from tests.pgserver import lock_waiters
 
 # Ids of today, so rows land in the daily partitions (made around the real clock at open);
 # the few tests with times near 0 exercise the DEFAULT partitions too.
@@ -214,19 +215,6 @@ async def pg_get_endpoint(db: PgConnections, endpoint_id: str) -> Endpoint:
         return await read_endpoint(conn, endpoint_id, for_update=True)
 
     return await db.transaction(job)
-
-
-async def lock_waiters(conn: asyncpg.Connection, count: int) -> None:
-    """Returns once ``count`` other sessions of this database wait for a lock."""
-    for _ in range(500):
-        waiting = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        if waiting >= count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"fewer than {count} sessions came to wait for a lock")
 
 
 async def event_count(db: PgConnections) -> int:

@@ -26,6 +26,7 @@ from convoyd.store.base import IngestNeeds, IngestWrite, Pruned
 from convoyd.store.pg import PostgresStore
 from convoyd.store.pg_connections import PgConnections
 from convoyd.store.pg_schema import DAY, PARTITIONED, day_start, partition_ddl
+from tests.pgserver import lock_waiters
 from tests.store.contract_data import T0, endpoint, event_write, gone, made_at, outcome, whole
 
 S = DeliveryStatus
@@ -129,19 +130,6 @@ async def one_old_day(db: PgConnections) -> None:
     """Makes the partitions of OLD's day alone."""
     for table, prefix in PARTITIONED:
         await db.execute(partition_ddl(table, prefix, day_start(OLD))[1])
-
-
-async def lock_waiters(conn: asyncpg.Connection, count: int) -> None:
-    """Returns once ``count`` other sessions of this database wait for a lock."""
-    for _ in range(1000):
-        waiting = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        if waiting >= count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"fewer than {count} sessions came to wait for a lock")
 
 
 # -- whole days -------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from convoyd.store.pg_events import PgEventTables
 from convoyd.store.pg_portal import PgPortalTables
 from convoyd.store.portal_sql import SESSION_KEEP_AFTER_EXPIRY
 from convoyd.store.sqlite import SqliteStore
+from tests.pgserver import lock_waiters
 
 T = TypeVar("T")
 
@@ -322,19 +323,6 @@ def _held_open(conn: asyncpg.Connection) -> PgConnections:
     return cast(PgConnections, _HeldOpen(conn))
 
 
-async def _lock_waiters(conn: asyncpg.Connection, count: int) -> None:
-    """Returns once ``count`` other sessions of this database wait for a lock."""
-    for _ in range(1000):
-        waiting = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        if waiting >= count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"fewer than {count} sessions came to wait for a lock")
-
-
 async def _one_delivery(db: PgConnections, endpoints: PgEndpointTables) -> AttemptRecord:
     """An endpoint with one delivery, and the outcome of that delivery's first attempt."""
     ep = endpoint(1)
@@ -356,7 +344,7 @@ async def test_an_attempt_recorded_while_its_endpoint_is_deleted_is_not_stored(
         await tx.start()
         await PgEndpointTables(_held_open(deleter)).delete_endpoint(record.delivery.endpoint_id)
         recording = asyncio.create_task(PgEventTables(db).record([record]))
-        await _lock_waiters(deleter, 1)
+        await lock_waiters(deleter, 1)
         await tx.commit()
         await recording
     finally:
@@ -377,7 +365,7 @@ async def test_an_endpoint_deleted_while_an_attempt_is_recorded_takes_the_attemp
         await tx.start()
         await PgEventTables(_held_open(recorder)).record([record])
         deleting = asyncio.create_task(endpoints.delete_endpoint(record.delivery.endpoint_id))
-        await _lock_waiters(recorder, 1)
+        await lock_waiters(recorder, 1)
         await tx.commit()
         await deleting
     finally:
