@@ -52,7 +52,7 @@ def parse(*argv: str) -> argparse.Namespace:
 @pytest.mark.parametrize(
     ("flags", "mask"),
     [
-        (["--url", "https://example.com/hook"], ["url"]),
+        (["--url", "https://hooks.invalid/hook"], ["url"]),
         (["--name", "n", "--description", "d"], ["name", "description"]),
         (
             ["--owner-id", "acme", "--event-type", "a", "--event-type", "b"],
@@ -102,7 +102,7 @@ def test_create_builds_the_endpoint() -> None:
         "endpoints",
         "create",
         "--url",
-        "https://example.com/hook",
+        "https://hooks.invalid/hook",
         "--name",
         "orders",
         "--owner-id",
@@ -139,7 +139,7 @@ def test_create_builds_the_endpoint() -> None:
         "5,5m,30m",
     )
     ep = endpoint_from_args(args)
-    assert (ep.url, ep.name, ep.owner_id) == ("https://example.com/hook", "orders", "acme")
+    assert (ep.url, ep.name, ep.owner_id) == ("https://hooks.invalid/hook", "orders", "acme")
     assert list(ep.event_types) == ["order.paid"]
     assert (ep.http_timeout.seconds, ep.http_timeout.nanos) == (1, 500_000_000)
     assert (ep.rate_limit, ep.rate_limit_duration.seconds) == (10, 60)
@@ -268,7 +268,7 @@ def test_a_partial_signature_keeps_the_current_values() -> None:
         "base64",
     )
     assert not needs_current(full)
-    assert not needs_current(parse("endpoints", "update", "ep_1", "--url", "http://x"))
+    assert not needs_current(parse("endpoints", "update", "ep_1", "--url", "http://hooks.invalid"))
 
 
 def test_empty_values_clear_on_update() -> None:
@@ -316,23 +316,23 @@ def stdin_of(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
 
 def test_create_builds_oauth2_and_tls_from_files(tmp_path: Path) -> None:
     args = parse(
-        *("endpoints", "create", "--url", "https://example.com/hook"),
-        *("--oauth2-token-url", "https://auth.example.com/token"),
+        *("endpoints", "create", "--url", "https://hooks.invalid/hook"),
+        *("--oauth2-token-url", "https://auth.invalid/token"),
         *("--oauth2-client-id", "convoyd"),
         *("--oauth2-client-secret-file", written(tmp_path, "secret", "s3cret\n")),
         *("--oauth2-scope", "hooks:write", "--oauth2-scope", "read"),
-        *("--oauth2-audience", "https://api.example.com", "--oauth2-client-auth", "body"),
+        *("--oauth2-audience", "https://api.invalid", "--oauth2-client-auth", "body"),
         *("--tls-client-cert", written(tmp_path, "client.crt", CERT)),
         *("--tls-client-key", written(tmp_path, "client.key", KEY)),
         *("--tls-ca", written(tmp_path, "ca.crt", CA)),
     )
     ep = endpoint_from_args(args)
     assert ep.authentication.oauth2 == OAUTH2(
-        token_url="https://auth.example.com/token",
+        token_url="https://auth.invalid/token",
         client_id="convoyd",
         client_secret="s3cret",  # the file's line end is not part of the secret
         scopes=["hooks:write", "read"],
-        audience="https://api.example.com",
+        audience="https://api.invalid",
         client_authentication=OAUTH2.CLIENT_AUTHENTICATION_BODY,
     )
     assert ep.tls == endpoint_pb2.EndpointTls(
@@ -345,14 +345,14 @@ def test_create_takes_basic_and_api_key_secrets_from_stdin_or_a_file(
 ) -> None:
     stdin_of(monkeypatch, "pa:ss wörd\r\n")
     args = parse(
-        *("endpoints", "create", "--url", "https://example.com/hook"),
+        *("endpoints", "create", "--url", "https://hooks.invalid/hook"),
         *("--basic-user", "bob", "--basic-password-file", "-"),
     )
     basic = endpoint_from_args(args).authentication.basic
     assert (basic.username, basic.password) == ("bob", "pa:ss wörd")
     key_file = written(tmp_path, "key", "k3y")
     args = parse(
-        *("endpoints", "create", "--url", "http://x"),
+        *("endpoints", "create", "--url", "http://hooks.invalid"),
         *("--auth-header", "X-Api-Key", "--auth-value-file", key_file),
     )
     assert endpoint_from_args(args).authentication.api_key.header_value == "k3y"
@@ -364,7 +364,7 @@ def test_create_takes_basic_and_api_key_secrets_from_stdin_or_a_file(
         (["--basic-user", "bob"], "--basic-password"),
         (["--basic-password", "pw"], "--basic-user"),
         (
-            ["--oauth2-token-url", "https://a.example/t", "--oauth2-scope", "x"],
+            ["--oauth2-token-url", "https://auth.invalid/t", "--oauth2-scope", "x"],
             "--oauth2-client-id, --oauth2-client-secret",
         ),
         (["--basic-user", "bob", "--oauth2-client-id", "c"], "different authentication methods"),
@@ -379,7 +379,7 @@ def test_create_names_the_missing_or_clashing_flags(
     files = {"CERT": written(tmp_path, "c", CERT), "KEY": written(tmp_path, "k", KEY)}
     argv = [files.get(f, f) for f in flags]
     with pytest.raises(UsageError, match=names):
-        endpoint_from_args(parse("endpoints", "create", "--url", "https://x.example", *argv))
+        endpoint_from_args(parse("endpoints", "create", "--url", "https://x.invalid", *argv))
 
 
 @pytest.mark.parametrize(
@@ -430,18 +430,18 @@ def test_bad_file_flags_exit_2(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     stdin_of(monkeypatch, "secret")
-    assert main(["endpoints", "create", "--url", "https://x.example", *argv]) == 2
+    assert main(["endpoints", "create", "--url", "https://x.invalid", *argv]) == 2
     err = capsys.readouterr().err
     assert "usage:" in err and message in err
 
 
 def _current_with(**fields: Any) -> endpoint_pb2.Endpoint:
-    return endpoint_pb2.Endpoint(id="ep_1", url="https://x.example", **fields)
+    return endpoint_pb2.Endpoint(id="ep_1", url="https://x.invalid", **fields)
 
 
 def test_a_partial_oauth2_update_sends_the_rest_as_read() -> None:
     read = OAUTH2(
-        token_url="https://auth.example.com/token",
+        token_url="https://auth.invalid/token",
         client_id="convoyd",
         client_secret="********",
         scopes=["old"],
@@ -471,7 +471,7 @@ def test_a_partial_oauth2_update_sends_the_rest_as_read() -> None:
         endpoint_from_args(args, other)
     # Every OAuth2 flag given: nothing to read.
     every = parse(
-        *("endpoints", "update", "ep_1", "--oauth2-token-url", "https://a.example/t"),
+        *("endpoints", "update", "ep_1", "--oauth2-token-url", "https://auth.invalid/t"),
         *("--oauth2-client-id", "c", "--oauth2-client-secret", "s", "--oauth2-scope", "x"),
         *("--oauth2-audience", "", "--oauth2-client-auth", "basic"),
     )
@@ -625,7 +625,7 @@ def test_json_listing_is_a_list_with_proto_field_names() -> None:
 def test_format_block() -> None:
     endpoint = endpoint_pb2.Endpoint(
         id="ep_1",
-        url="https://example.com/hook",
+        url="https://hooks.invalid/hook",
         event_types=["a", "b"],
         status=endpoint_pb2.ENDPOINT_STATUS_PAUSED,
         http_timeout=duration(15),
@@ -635,7 +635,7 @@ def test_format_block() -> None:
     )
     assert format_block(endpoint).splitlines() == [
         "id:               ep_1",
-        "url:              https://example.com/hook",
+        "url:              https://hooks.invalid/hook",
         "event_types:      a, b",
         "status:           paused",
         "http_timeout:     15s",
@@ -731,7 +731,7 @@ async def invoke(*argv: str) -> tuple[int, str, str]:
 
 
 async def test_create_shows_the_secret_once(target: str) -> None:
-    code, out, err = await invoke("--target", target, "endpoints", "create", "--url", "http://x")
+    code, out, err = await invoke("--target", target, "endpoints", "create", "--url", "http://hooks.invalid")
     assert code == 0
     assert out.count("whsec_new") == 1
     assert "secret: whsec_new" in out

@@ -383,11 +383,11 @@ AUTH = {
     ),
     "oauth2": pb.EndpointAuthentication(
         oauth2=pb.OAuth2ClientCredentials(
-            token_url="https://auth.example.com/oauth/token",
+            token_url="https://auth.invalid/oauth/token",
             client_id="cid",
             client_secret="client-s3cret",
             scopes=["hooks:write", "read"],
-            audience="https://api.example.com",
+            audience="https://api.invalid",
             client_authentication=pb.OAuth2ClientCredentials.CLIENT_AUTHENTICATION_BODY,
         )
     ),
@@ -486,7 +486,7 @@ async def test_update_sending_the_masks_back_keeps_the_stored_values(
         (
             "oauth2",
             "token_url",
-            "https://elsewhere.example.com/token",
+            "https://elsewhere.invalid/token",
             "authentication.oauth2.client_secret",
         ),
         ("oauth2", "client_id", "another-client", "authentication.oauth2.client_secret"),

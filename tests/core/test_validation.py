@@ -35,7 +35,7 @@ LIMITS = Limits()
 BASE = EndpointSpec(url="https://example.com/hook")
 BASIC = BasicAuth(username="convoyd", password="pw")
 OAUTH2 = OAuth2Auth(
-    token_url="https://auth.example.com/oauth/token", client_id="cid", client_secret="cs"
+    token_url="https://auth.invalid/oauth/token", client_id="cid", client_secret="cs"
 )
 # Text only: the PEM itself is read outside core (tests/test_tls_material.py).
 CERT, KEY = "-----BEGIN CERTIFICATE-----...", "-----BEGIN PRIVATE KEY-----..."
@@ -126,15 +126,15 @@ def test_urls(url: str, ok: bool) -> None:
         ({"auth": dataclasses.replace(OAUTH2, token_url="http://localhost/t")}, None),
         ({"auth": dataclasses.replace(OAUTH2, token_url="http://[::1]/t")}, None),
         (
-            {"auth": dataclasses.replace(OAUTH2, token_url="http://auth.example.com/token")},
+            {"auth": dataclasses.replace(OAUTH2, token_url="http://auth.invalid/token")},
             "authentication.oauth2.token_url",
         ),
         (
-            {"auth": dataclasses.replace(OAUTH2, token_url="ftp://auth.example.com/token")},
+            {"auth": dataclasses.replace(OAUTH2, token_url="ftp://auth.invalid/token")},
             "authentication.oauth2.token_url",
         ),
         (
-            {"auth": dataclasses.replace(OAUTH2, token_url="https://u:p@auth.example.com/t")},
+            {"auth": dataclasses.replace(OAUTH2, token_url="https://u:p@auth.invalid/t")},
             "authentication.oauth2.token_url",
         ),
         ({"auth": dataclasses.replace(OAUTH2, token_url="")}, "authentication.oauth2.token_url"),
@@ -168,7 +168,7 @@ def test_urls(url: str, ok: bool) -> None:
             {"auth": dataclasses.replace(OAUTH2, scopes=tuple(f"s{i}" for i in range(51)))},
             "authentication.oauth2.scopes",
         ),
-        ({"auth": dataclasses.replace(OAUTH2, audience="https://api.example.com")}, None),
+        ({"auth": dataclasses.replace(OAUTH2, audience="https://api.invalid")}, None),
         ({"auth": dataclasses.replace(OAUTH2, audience="a\rb")}, "authentication.oauth2.audience"),
         ({"tls": EndpointTls(client_certificate_pem=CERT, client_key_pem=KEY, ca_pem=CERT)}, None),
         ({"tls": EndpointTls(ca_pem=CERT)}, None),
@@ -180,8 +180,8 @@ def test_urls(url: str, ok: bool) -> None:
         ),
         ({"tls": EndpointTls(ca_pem="x" * 65537)}, "tls.ca_pem"),
         ({"tls": EndpointTls(ca_pem=CERT + "\x00")}, "tls.ca_pem"),
-        ({"tls": EndpointTls(ca_pem=CERT), "url": "http://example.com/hook"}, "tls"),
-        ({"tls": EndpointTls(), "url": "http://example.com/hook"}, None),  # nothing set
+        ({"tls": EndpointTls(ca_pem=CERT), "url": "http://hooks.invalid/hook"}, "tls"),
+        ({"tls": EndpointTls(), "url": "http://hooks.invalid/hook"}, None),  # nothing set
         ({"content_type": ""}, "content_type"),
         ({"max_concurrency": 257}, "max_concurrency"),
         ({"retry_policy": RetryPolicy(jitter=1.5)}, "retry_policy.jitter"),
