@@ -731,7 +731,9 @@ async def invoke(*argv: str) -> tuple[int, str, str]:
 
 
 async def test_create_shows_the_secret_once(target: str) -> None:
-    code, out, err = await invoke("--target", target, "endpoints", "create", "--url", "http://hooks.invalid")
+    code, out, err = await invoke(
+        "--target", target, "endpoints", "create", "--url", "http://hooks.invalid"
+    )
     assert code == 0
     assert out.count("whsec_new") == 1
     assert "secret: whsec_new" in out
