@@ -98,6 +98,7 @@ class DeliveryServiceServicer:
 
     def RetryDelivery(self, request, context):
         """FAILURE or DISCARDED → one immediate attempt. On an INACTIVE endpoint this makes it PENDING.
+        RETRY (waiting for its next try) → that try now ("retry now"); its attempt count is kept.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

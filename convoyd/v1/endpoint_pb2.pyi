@@ -217,7 +217,7 @@ class CircuitBreakerStatus(_message.Message):
     def __init__(self, state: _Optional[_Union[CircuitBreakerState, str]] = ..., failure_rate: _Optional[float] = ..., window_attempts: _Optional[int] = ..., consecutive_trips: _Optional[int] = ..., next_probe_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Endpoint(_message.Message):
-    __slots__ = ("id", "name", "description", "url", "owner_id", "event_types", "status", "status_reason", "status_changed_at", "http_timeout", "rate_limit", "rate_limit_duration", "retry_policy", "signature", "secrets", "authentication", "headers", "content_type", "max_concurrency", "created_at", "updated_at", "circuit_breaker", "tls", "ordering", "fifo")
+    __slots__ = ("id", "name", "description", "url", "owner_id", "event_types", "status", "status_reason", "status_changed_at", "http_timeout", "rate_limit", "rate_limit_duration", "retry_policy", "signature", "secrets", "authentication", "headers", "content_type", "max_concurrency", "created_at", "updated_at", "circuit_breaker", "tls", "ordering", "fifo", "send_trace_context", "warnings")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -250,6 +250,8 @@ class Endpoint(_message.Message):
     TLS_FIELD_NUMBER: _ClassVar[int]
     ORDERING_FIELD_NUMBER: _ClassVar[int]
     FIFO_FIELD_NUMBER: _ClassVar[int]
+    SEND_TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     description: str
@@ -275,7 +277,9 @@ class Endpoint(_message.Message):
     tls: EndpointTls
     ordering: Ordering
     fifo: FifoQueue
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., url: _Optional[str] = ..., owner_id: _Optional[str] = ..., event_types: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[EndpointStatus, str]] = ..., status_reason: _Optional[str] = ..., status_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., http_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., rate_limit: _Optional[int] = ..., rate_limit_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., signature: _Optional[_Union[SignatureConfig, _Mapping]] = ..., secrets: _Optional[_Iterable[_Union[EndpointSecret, _Mapping]]] = ..., authentication: _Optional[_Union[EndpointAuthentication, _Mapping]] = ..., headers: _Optional[_Mapping[str, str]] = ..., content_type: _Optional[str] = ..., max_concurrency: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreakerStatus, _Mapping]] = ..., tls: _Optional[_Union[EndpointTls, _Mapping]] = ..., ordering: _Optional[_Union[Ordering, str]] = ..., fifo: _Optional[_Union[FifoQueue, _Mapping]] = ...) -> None: ...
+    send_trace_context: bool
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., url: _Optional[str] = ..., owner_id: _Optional[str] = ..., event_types: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[EndpointStatus, str]] = ..., status_reason: _Optional[str] = ..., status_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., http_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., rate_limit: _Optional[int] = ..., rate_limit_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., signature: _Optional[_Union[SignatureConfig, _Mapping]] = ..., secrets: _Optional[_Iterable[_Union[EndpointSecret, _Mapping]]] = ..., authentication: _Optional[_Union[EndpointAuthentication, _Mapping]] = ..., headers: _Optional[_Mapping[str, str]] = ..., content_type: _Optional[str] = ..., max_concurrency: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreakerStatus, _Mapping]] = ..., tls: _Optional[_Union[EndpointTls, _Mapping]] = ..., ordering: _Optional[_Union[Ordering, str]] = ..., fifo: _Optional[_Union[FifoQueue, _Mapping]] = ..., send_trace_context: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateEndpointRequest(_message.Message):
     __slots__ = ("endpoint", "secret")
