@@ -6,17 +6,24 @@ or the cutoff is before 1970):
 
 - An event has ended once every delivery of it is SUCCESS, FAILURE or DISCARDED; any other
   status waits and keeps its event whole, with all its deliveries and attempts.
-- Whole days. The partitions of day D (events_pD, deliveries_pD, attempts_pD) go together when
-  the day lies wholly before the cutoff (D + 1 day <= cutoff), before yesterday (a day that
-  ensure_partitions would make again stays), and deliveries_pD holds no waiting delivery. Its
-  rows are counted first (a big day's from the table statistics once (auto)vacuum or analyze
-  has set them, else exactly), without a lock that would hold the hot writes for the count; then one
-  statement, run in a transaction of its own, locks the parents and the three tables
-  (lock_timeout 200 ms: a busy day is skipped until the next run), checks again that nothing
-  waits (so nothing slips in between), and drops them. The parents are locked for a moment:
-  the statement is a DO block, so no round trip to the client lies between the lock and the
-  commit, and a drop only changes the catalog, whatever the day's size (no foreign key refers
-  to a partition: pg_schema.py).
+- Whole days. The partitions of day D (events_pD, deliveries_pD, attempts_pD) go when the day
+  lies wholly before the cutoff (D + 1 day <= cutoff), before yesterday (a day that
+  ensure_partitions would make again stays), and deliveries_pD holds no waiting delivery. They
+  go one partition per step, deliveries first, so that the retention loop's rest after each
+  step (retention.py) spreads the work of unlinking a day's files, which falls on the server
+  after the commit: dropped together, a day's files cost the hot writes a burst of I/O that
+  the benchmark showed in the p99. A partition's rows are counted first (a big one's from the
+  table statistics once (auto)vacuum or analyze has set them, else exactly), without a lock
+  that would hold the hot writes for the count; then one statement, a transaction of its own,
+  locks the parent and the partition (lock_timeout 50 ms, tried _LOCK_TRIES times a run: a
+  busy table is tried again next run), for deliveries checks again that nothing waits (so
+  nothing slips in between), and drops it. The parent is locked for a moment: the statement
+  is a DO block, so no round trip to the client lies between the lock and the commit, and a
+  drop only changes the catalog, whatever the partition's size (no foreign key refers to a
+  partition: pg_schema.py). Once deliveries_pD has gone nothing of the day can wait again, so
+  a day left without it (a run that ended between steps) has its other partitions dropped by
+  the next run, after checking that the DEFAULT partitions hold none of the day's deliveries
+  and attempts (a day whose deliveries partition was never made keeps them there).
 - Rows, where a whole day cannot go: a day past the cutoff holding a waiting delivery, the
   DEFAULT partitions, and, with a period under a day, the part of each day before the cutoff.
   With a period of a day or more, an event of a day not yet wholly past the cutoff waits for
@@ -46,6 +53,7 @@ the planner skip other days' partitions) too.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import datetime
@@ -80,7 +88,10 @@ _ENDED_VALUES = frozenset(s.value for s in ENDED)
 assert set(DeliveryStatus) == ENDED | PENDING_STATUSES
 
 # How long a whole-day drop may wait for the tables (the hot writes queue behind it meanwhile).
-_LOCK_WAIT = "200ms"
+_LOCK_WAIT = "50ms"
+# How often a run tries to lock a busy table for a drop, and the pause between tries.
+_LOCK_TRIES = 4
+_LOCK_PAUSE = 0.25
 # The SQLSTATE a whole-day drop raises to roll itself back when a delivery waits after all.
 _STILL_WAITING = "CVRW1"
 # Client-side limit for counting a day's rows and for VACUUM, which may take minutes on a big
@@ -97,7 +108,8 @@ _RELTUPLES = "SELECT relname, greatest(reltuples, 0) AS n FROM pg_class WHERE re
 _RERUN = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 _TRIES = 8
 
-_TABLES = ("events", "deliveries", "attempts")
+# Deliveries first: once a day's deliveries have gone, none of its events can wait again.
+_DROP_ORDER = ("deliveries", "attempts", "events")
 _DAY_PARTITION = re.compile(r"(events|deliveries|attempts)_p(\d{4})(\d{2})(\d{2})")
 _PARTITIONS = (
     "SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid"
@@ -161,24 +173,37 @@ def _waiting(dl: str) -> str:
     return f"EXISTS (SELECT 1 FROM {dl} WHERE status IN ({PENDING}))"  # noqa: S608 - catalog names
 
 
-def _drop_day(ev: str, dl: str, at: str) -> str:
-    """The statement that drops a day's partitions (module docstring). Sent alone, outside a
-    transaction block, it is a transaction of its own that commits as soon as it ends: the
-    parents stay locked for no round trip to the client. They are locked before the
-    partitions, as every query of the tables takes them: one holding a parent and waiting for
-    a partition would otherwise deadlock with the drop."""
+def _drop_partition(table: str, part: str) -> str:
+    """The statement that drops ``part``, a day partition of ``table`` (module docstring). Sent
+    alone, outside a transaction block, it is a transaction of its own that commits as soon as
+    it ends: the parent stays locked for no round trip to the client. The parent is locked
+    before the partition, as every query of the table takes them: one holding the parent and
+    waiting for the partition would otherwise deadlock with the drop."""
+    recheck = ""
+    if table == "deliveries":
+        recheck = f"""
+            IF {_waiting(part)} THEN
+                RAISE EXCEPTION 'a delivery of {part} waits' USING ERRCODE = '{_STILL_WAITING}';
+            END IF;"""
     return f"""
         DO $$ BEGIN
             SET LOCAL lock_timeout = '{_LOCK_WAIT}';
             SET LOCAL synchronous_commit = off;
-            LOCK TABLE ONLY events, ONLY deliveries, ONLY attempts, {ev}, {dl}, {at}
-                IN ACCESS EXCLUSIVE MODE;
-            IF {_waiting(dl)} THEN
-                RAISE EXCEPTION 'a delivery of {dl} waits' USING ERRCODE = '{_STILL_WAITING}';
-            END IF;
-            DROP TABLE {at}, {dl}, {ev};
+            LOCK TABLE ONLY {table}, {part} IN ACCESS EXCLUSIVE MODE;{recheck}
+            DROP TABLE {part};
         END $$
     """
+
+
+# Whether a DEFAULT partition holds rows of a day whose own partition of that table is missing
+# ($1, $2: the day's id range for the table's partition key).
+_IN_DEFAULT = {
+    "deliveries": "SELECT EXISTS (SELECT 1 FROM deliveries_default WHERE id >= $1 AND id < $2)",
+    "attempts": (
+        "SELECT EXISTS (SELECT 1 FROM attempts_default"
+        " WHERE delivery_id >= $1 AND delivery_id < $2)"
+    ),
+}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -187,10 +212,6 @@ class _Day:
 
     start: float
     names: dict[str, str]
-
-    @property
-    def complete(self) -> bool:
-        return len(self.names) == len(_TABLES)
 
 
 class _Kept(enum.Enum):
@@ -306,11 +327,16 @@ class _Run:
         days = _days(r["relname"] for r in await self._conn.fetch(_PARTITIONS))
         ranges: list[_Range] = []
         for day in days:
-            kept: Pruned | _Kept = _Kept.BY_ROWS
-            if day.complete and self._droppable(day):
-                kept = await self._drop(day)
-                if isinstance(kept, Pruned):
-                    yield kept
+            kept: _Kept | None = _Kept.BY_ROWS
+            if self._droppable(day):
+                async for step in self._drop(day):
+                    if isinstance(step, Pruned):
+                        yield step
+                    else:
+                        kept = step
+                        break
+                else:
+                    kept = None
             if kept is _Kept.BY_ROWS and "events" in day.names:
                 ranges.extend(self._rows_of(day))
         ranges.append(_event_range("events_default", None, self._cutoff))
@@ -343,30 +369,21 @@ class _Run:
                     await self._conn.execute("RESET vacuum_cost_delay")
             del self._dead[part]
 
-    async def _day_counts(self, ev: str, dl: str, at: str) -> dict[str, int]:
-        """The rows of a day about to be dropped. For a day of more than _ESTIMATE_ABOVE
-        deliveries, from the statistics (pg_class.reltuples,
-        which (auto)vacuum and analyze keep) when all three tables have them: counting a day
-        of a busy daemon, gigabytes, would load the server just when ingest needs it (the
-        benchmark showed it in the p99). Counted exactly, before the lock so that the hot
-        writes never wait for it, for a table never vacuumed or analyzed."""
-        rows = await self._conn.fetch(
-            "SELECT relname, reltuples FROM pg_class WHERE relname = ANY($1)", [ev, dl, at]
-        )
-        known = {r["relname"]: float(r["reltuples"]) for r in rows}
-        # -1: never vacuumed or analyzed. A small day is counted exactly: that is cheap.
-        if len(known) == 3 and min(known.values()) >= 0 and known[dl] >= _ESTIMATE_ABOVE:
-            return {
-                "events": round(known[ev]),
-                "deliveries": round(known[dl]),
-                "attempts": round(known[at]),
-            }
-        exact = await self._conn.fetchrow(
-            f"SELECT (SELECT count(*) FROM {ev}) AS events,"  # noqa: S608 - catalog names
-            f" (SELECT count(*) FROM {dl}) AS deliveries, (SELECT count(*) FROM {at}) AS attempts",
+    async def _rows_in(self, part: str) -> int:
+        """The rows of a partition about to be dropped. For a partition of more than
+        _ESTIMATE_ABOVE rows, from the statistics (pg_class.reltuples, which (auto)vacuum and
+        analyze keep): counting a day of a busy daemon, gigabytes, would load the server just
+        when ingest needs it (the benchmark showed it in the p99). Counted exactly, before the
+        lock so that the hot writes never wait for it, for a table never vacuumed or analyzed
+        (-1) and for a small one, where that is cheap."""
+        known = await self._conn.fetchval("SELECT reltuples FROM pg_class WHERE relname = $1", part)
+        if known is not None and float(known) >= _ESTIMATE_ABOVE:
+            return round(float(known))
+        exact = await self._conn.fetchval(
+            f"SELECT count(*) FROM {part}",  # noqa: S608 - a catalog name
             timeout=_SLOW_STATEMENT,
         )
-        return {k: int(exact[k]) for k in ("events", "deliveries", "attempts")}
+        return int(exact)
 
     def _droppable(self, day: _Day) -> bool:
         yesterday = day_start(self._now) - DAY
@@ -383,27 +400,50 @@ class _Run:
 
     # -- whole days -----------------------------------------------------------------------
 
-    async def _drop(self, day: _Day) -> Pruned | _Kept:
-        """Drops the day's three partitions, or says why not."""
-        ev, dl, at = (day.names[t] for t in _TABLES)
-        if await self._conn.fetchval(f"SELECT {_waiting(dl)}"):
-            return _Kept.BY_ROWS
-        counts = await self._day_counts(ev, dl, at)
-        try:
-            await self._conn.execute(_drop_day(ev, dl, at))
-        except asyncpg.LockNotAvailableError:
-            log.info("retention: the tables are busy, day %s is dropped next run", ev[-8:])
-            return _Kept.LATER
-        except asyncpg.PostgresError as exc:
-            if exc.sqlstate != _STILL_WAITING:
-                raise
-            return _Kept.BY_ROWS
-        return Pruned(
-            partitions=len(_TABLES),
-            events=int(counts["events"]),
-            deliveries=int(counts["deliveries"]),
-            attempts=int(counts["attempts"]),
-        )
+    async def _drop(self, day: _Day) -> AsyncIterator[Pruned | _Kept]:
+        """Drops the day's partitions one per step, deliveries first (module docstring),
+        yielding what each took; ends with a _Kept instead when the rest of the day stays."""
+        # Attempts are partitioned by their delivery's id: one range serves both checks.
+        low, high = id_floor("dl", day.start), id_floor("dl", day.start + DAY)
+        for table, query in _IN_DEFAULT.items():
+            # The day's rows of a table whose partition is missing live in its DEFAULT
+            # partition, out of the drops' reach: the day is then pruned by rows.
+            if table not in day.names and await self._conn.fetchval(query, low, high):
+                yield _Kept.BY_ROWS
+                return
+        if "deliveries" in day.names and await self._conn.fetchval(
+            f"SELECT {_waiting(day.names['deliveries'])}"
+        ):
+            yield _Kept.BY_ROWS
+            return
+        for table in _DROP_ORDER:
+            part = day.names.get(table)
+            if part is None:
+                continue
+            rows = await self._rows_in(part)
+            dropped = await self._drop_partition(table, part)
+            if dropped is not None:
+                yield dropped
+                return
+            yield Pruned(partitions=1, **{table: rows})
+
+    async def _drop_partition(self, table: str, part: str) -> _Kept | None:
+        """Drops one partition; None once it has gone, else why it stays."""
+        for tries_left in reversed(range(_LOCK_TRIES)):
+            try:
+                await self._conn.execute(_drop_partition(table, part))
+            except asyncpg.LockNotAvailableError:
+                if tries_left:
+                    await asyncio.sleep(_LOCK_PAUSE)
+                    continue
+                log.info("retention: %s is busy, dropped next run", part)
+                return _Kept.LATER
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate != _STILL_WAITING:
+                    raise
+                return _Kept.BY_ROWS
+            return None
+        return _Kept.LATER  # (unreachable: the last try returns)
 
     # -- rows -----------------------------------------------------------------------------
 

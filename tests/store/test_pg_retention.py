@@ -98,6 +98,15 @@ async def prune(
     return [step async for step in store.prune(now=now, period=period, batch=batch)]
 
 
+def dropped_day(events: int, deliveries: int, attempts: int) -> list[Pruned]:
+    """The steps that drop a day's partitions: one each, deliveries first."""
+    return [
+        Pruned(partitions=1, deliveries=deliveries),
+        Pruned(partitions=1, attempts=attempts),
+        Pruned(partitions=1, events=events),
+    ]
+
+
 def total(steps: Sequence[Pruned]) -> Pruned:
     out = Pruned()
     for step in steps:
@@ -126,10 +135,11 @@ async def old_days(db: PgConnections, at: float) -> list[float]:
     return days
 
 
-async def one_old_day(db: PgConnections) -> None:
-    """Makes the partitions of OLD's day alone."""
+async def one_old_day(db: PgConnections, *, without: str = "") -> None:
+    """Makes the partitions of OLD's day alone (but for the one of table ``without``)."""
     for table, prefix in PARTITIONED:
-        await db.execute(partition_ddl(table, prefix, day_start(OLD))[1])
+        if table != without:
+            await db.execute(partition_ddl(table, prefix, day_start(OLD))[1])
 
 
 # -- whole days -------------------------------------------------------------------------------
@@ -148,9 +158,10 @@ async def test_an_old_day_whose_deliveries_have_all_ended_is_dropped_whole(
 
     steps = await prune(store, period=2 * DAY)
 
-    # Every day ensure_partitions made back then goes, the one with rows counted exactly.
-    assert [s.partitions for s in steps] == [3] * len(days)
-    assert Pruned(partitions=3, events=3, deliveries=6, attempts=5) in steps
+    # Every day ensure_partitions made back then goes, a partition a step, deliveries first;
+    # the one with rows counted exactly.
+    assert [s.partitions for s in steps] == [1] * 3 * len(days)
+    assert dropped_day(3, 6, 5) in [steps[n : n + 3] for n in range(0, len(steps), 3)]
     assert total(steps) == Pruned(partitions=15, events=3, deliveries=6, attempts=5)
     left = await partitions(db)
     for day in days:
@@ -189,7 +200,7 @@ async def test_an_old_day_holding_a_waiting_delivery_is_pruned_by_rows_until_it_
     retrying = waiting.deliveries[1]
     await store.record([outcome(retrying, 2, S.SUCCESS, http=200)])
     steps = await prune(store, period=2 * DAY)
-    assert steps == [Pruned(partitions=3, events=1, deliveries=2, attempts=3)]
+    assert steps == dropped_day(1, 2, 3)
     assert not held & await partitions(db)
     assert await gone(store, waiting)
 
@@ -201,9 +212,9 @@ async def test_a_day_whose_tables_are_busy_is_dropped_by_a_later_run(
     w = await stored(store, ep, [S.SUCCESS], at=OLD)
     reader = await asyncpg.connect(postgres_dsn)
     try:
-        # An open transaction that has read the events table: the drop cannot take it.
+        # An open transaction that has read the deliveries table: the drop cannot take it.
         async with reader.transaction():
-            await reader.fetch("SELECT id FROM events LIMIT 1")
+            await reader.fetch("SELECT id FROM deliveries LIMIT 1")
             assert await prune(store, period=2 * DAY) == []
         assert await whole(store, w)
         assert day_partitions(day_start(OLD)) <= await partitions(db)
@@ -212,6 +223,56 @@ async def test_a_day_whose_tables_are_busy_is_dropped_by_a_later_run(
 
     assert total(await prune(store, period=2 * DAY)).events == 1
     assert await gone(store, w)
+
+
+async def test_a_day_left_without_its_deliveries_partition_loses_the_rest_next_run(
+    store: PostgresStore, db: PgConnections, ep: Endpoint, postgres_dsn: str
+) -> None:
+    # The events table is busy: the day's deliveries and attempts go, a step each, and its
+    # events partition stays; nothing of the day can wait any more, so the next run drops it.
+    await one_old_day(db)
+    w = await stored(store, ep, [S.SUCCESS, S.FAILURE], at=OLD)
+    reader = await asyncpg.connect(postgres_dsn)
+    try:
+        async with reader.transaction():
+            await reader.fetch("SELECT id FROM events LIMIT 1")
+            steps = await prune(store, period=2 * DAY)
+    finally:
+        await reader.close()
+    assert steps == dropped_day(1, 2, 2)[:2]
+    assert day_partitions(day_start(OLD)) & await partitions(db) == {
+        partition_ddl("events", "ev", day_start(OLD))[0]
+    }
+
+    assert await prune(store, period=2 * DAY) == [Pruned(partitions=1, events=1)]
+    assert not day_partitions(day_start(OLD)) & await partitions(db)
+    assert await gone(store, w)
+
+
+async def test_a_day_whose_deliveries_live_in_the_default_partition_is_pruned_by_rows(
+    store: PostgresStore, db: PgConnections, ep: Endpoint
+) -> None:
+    # Making the day's deliveries partition failed: its deliveries went to the DEFAULT one, out
+    # of a drop's reach. Its events are pruned by rows, the waiting one kept; once the day's
+    # last delivery has ended and gone, the day's other partitions are dropped.
+    await one_old_day(db, without="deliveries")
+    ended = await stored(store, ep, [S.SUCCESS], at=OLD)
+    waiting = await stored(store, ep, [S.RETRY], at=OLD + 60)
+
+    steps = await prune(store, period=2 * DAY)
+    assert total(steps) == Pruned(events=1, deliveries=1, attempts=1)
+    assert await gone(store, ended)
+    assert await whole(store, waiting)
+
+    await store.record([outcome(waiting.deliveries[0], 2, S.SUCCESS, http=200)])
+    steps = await prune(store, period=2 * DAY)
+    assert total(steps) == Pruned(events=1, deliveries=1, attempts=2)
+    assert await gone(store, waiting)
+    assert await prune(store, period=2 * DAY) == [
+        Pruned(partitions=1, attempts=0),
+        Pruned(partitions=1, events=0),
+    ]
+    assert not day_partitions(day_start(OLD)) & await partitions(db)
 
 
 async def test_a_delivery_sent_again_while_the_drop_waits_for_the_tables_keeps_its_day(
@@ -278,7 +339,7 @@ async def test_a_big_day_is_dropped_whole_while_an_endpoint_is_being_edited(
     finally:
         await editor.close()
 
-    assert steps == [Pruned(partitions=3, events=2000, deliveries=4000, attempts=4000)]
+    assert steps == dropped_day(2000, 4000, 4000)
     assert not held & await partitions(db)
     assert await gone(store, writes[0])
     assert await gone(store, writes[-1])
