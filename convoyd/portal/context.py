@@ -7,13 +7,22 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from convoyd.core.model import BreakerStatus, PortalLink, PortalSession
+from convoyd.core.model import BreakerStatus, PortalLink, PortalSession, RetryPolicy
+from convoyd.portal.health import HealthSource
 from convoyd.portal.templates import Chrome
 from convoyd.service.deliveries import DeliveryManager
 from convoyd.service.endpoints import EndpointManager
 from convoyd.service.events import EventManager
 from convoyd.service.portal import PortalManager
 from convoyd.settings import PortalSettings
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryDefaults:
+    """What the engine uses for an endpoint that sets no value of its own."""
+
+    http_timeout: float
+    retry_policy: RetryPolicy
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,9 +36,13 @@ class PortalServices:
     #: The engine's view of an endpoint's circuit breaker (None: not known).
     breaker_status: Callable[[str], BreakerStatus | None]
     settings: PortalSettings
+    #: The engine's defaults now (the endpoint pages and forms say them).
+    delivery_defaults: Callable[[], DeliveryDefaults]
     #: The portal's base URL (public_url, or the HTTP listener as bound).
     public_url: Callable[[], str]
     clock: Callable[[], float]
+    #: The delivery health counters (the store) behind the charts and sparklines.
+    health: HealthSource
 
     @property
     def secure_cookies(self) -> bool:

@@ -1,5 +1,5 @@
-"""The endpoint form of manage links, as HTML: its fields (authentication and TLS among
-them), the values an endpoint fills it with, and what was wrong with a posted one."""
+"""The endpoint form of manage links, as HTML: its fields (delivery settings, authentication
+and TLS among them) and what was wrong with a posted one (the values: endpoint_values.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from convoyd.core.model import Endpoint, Ordering, SignatureScheme
+from convoyd.core.request import REDACTED
 from convoyd.core.validation import MASK
-from convoyd.portal import credentials
+from convoyd.portal import credentials, endpoint_values, retry_form
+from convoyd.portal.context import DeliveryDefaults
 from convoyd.portal.pages import heading
 from convoyd.portal.templates import (
     Chrome,
     Html,
+    esc,
     hidden_csrf,
     join,
     notice,
@@ -47,20 +50,7 @@ class EndpointForm:
 
     @classmethod
     def of(cls, endpoint: Endpoint) -> EndpointForm:
-        spec = endpoint.spec
-        return cls(
-            values={
-                "name": spec.name,
-                "url": spec.url,
-                "description": spec.description,
-                "event_types": ", ".join(spec.event_types),
-                "rate_limit": str(spec.rate_limit),
-                "http_timeout": f"{spec.http_timeout:g}" if spec.http_timeout else "",
-                "scheme": spec.signature.scheme.value,
-                "ordering": spec.ordering.value,
-                **credentials.shown_values(spec),
-            }
-        )
+        return cls(values=endpoint_values.shown_values(endpoint.spec))
 
 
 def _field(form: EndpointForm, name: str, title: str, control: Html, hint: str = "") -> Html:
@@ -212,8 +202,98 @@ def _tls(form: EndpointForm) -> Html:
     return render('<fieldset class="group"><legend>TLS</legend>{f}</fieldset>', f=join(fields))
 
 
+def _retry(form: EndpointForm, defaults: DeliveryDefaults) -> Html:
+    strategy = _field(
+        form,
+        "retry_strategy",
+        "When a delivery fails, try again",
+        render(
+            '<select id="f-retry_strategy" name="retry_strategy">{o}</select>',
+            o=options(retry_form.STRATEGIES, form.values.get("retry_strategy", "")),
+        ),
+        f"convoyd's default: {retry_form.policy_text(defaults.retry_policy)}.",
+    )
+    built_in = retry_form.shown_values(defaults.retry_policy)
+
+    def value(name: str, title: str, hint: str, kind: str = "text", extra: str = "") -> Html:
+        control = _input(form, name, kind, f'{extra} placeholder="{esc(built_in[name])}"')
+        return _field(form, name, title, control, hint)
+
+    def retries(name: str) -> Html:
+        hint = "How many times a failed delivery is tried again."
+        return value(name, "Retries", hint, "number", ' min="0"')
+
+    groups = (
+        (
+            "A schedule of delays",
+            [
+                value(
+                    "retry_delays",
+                    "Delays",
+                    "The wait before each retry, in order, e.g. 5s, 5m, 30m, 2h: as many"
+                    " retries as delays.",
+                )
+            ],
+        ),
+        (
+            "Exponential backoff",
+            [
+                retries("retry_exponential_retries"),
+                value("retry_initial_interval", "First delay", "e.g. 5s"),
+                value(
+                    "retry_multiplier",
+                    "Growth per retry",
+                    "Each delay is the one before times this (1 to 10).",
+                    "number",
+                    ' min="1" max="10" step="any"',
+                ),
+                value("retry_max_interval", "Longest delay", "e.g. 10h"),
+            ],
+        ),
+        (
+            "The same delay each time",
+            [
+                retries("retry_linear_retries"),
+                value("retry_interval", "Delay", "The wait before every retry, e.g. 1m."),
+            ],
+        ),
+    )
+    return render(
+        '<fieldset class="group"><legend>Retries</legend>{strategy}{groups}'
+        '<p class="hint">Only the chosen way\'s fields are used; an empty one takes the value'
+        " shown in it.</p></fieldset>",
+        strategy=strategy,
+        groups=join(
+            render('<div class="method"><h3>{t}</h3>{f}</div>', t=title, f=join(fields))
+            for title, fields in groups
+        ),
+    )
+
+
+def _headers(form: EndpointForm) -> Html:
+    control = render(
+        '<textarea id="f-headers" name="headers" rows="3" class="mono" spellcheck="false"'
+        ' autocomplete="off" placeholder="X-Tenant: acme">{v}</textarea>',
+        v=form.values.get("headers", ""),
+    )
+    return _field(
+        form,
+        "headers",
+        "Custom headers",
+        control,
+        "One per line, Name: value; sent with every request. A value that looks like a"
+        f" credential shows as {REDACTED}: leave it so to keep the stored value.",
+    )
+
+
 def endpoint_form_page(
-    chrome: Chrome, form: EndpointForm, *, action: str, title: str, ask_owner: bool
+    chrome: Chrome,
+    form: EndpointForm,
+    *,
+    action: str,
+    title: str,
+    ask_owner: bool,
+    defaults: DeliveryDefaults,
 ) -> Html:
     fields = [
         _field(form, "name", "Name", _input(form, "name")),
@@ -245,8 +325,14 @@ def endpoint_form_page(
             form,
             "http_timeout",
             "HTTP timeout (seconds)",
-            _input(form, "http_timeout", "number", ' min="1" step="any"'),
-            "Empty: the server default.",
+            _input(
+                form,
+                "http_timeout",
+                "number",
+                f' min="1" step="any" placeholder="{defaults.http_timeout:g}"',
+            ),
+            f"How long convoyd waits for your receiver's answer. Empty: convoyd's default,"
+            f" {defaults.http_timeout:g} s.",
         ),
         _field(
             form,
@@ -268,6 +354,8 @@ def endpoint_form_page(
             "FIFO delivers in the order events were accepted, one at a time: a delivery that"
             " keeps failing holds back the ones behind it until it succeeds or fails for good.",
         ),
+        _headers(form),
+        _retry(form, defaults),
         _authentication(form),
         _tls(form),
     ]

@@ -1,20 +1,15 @@
-"""The portal's forms and action results as HTML: delivery filters, the batch-retry
-confirmation, and the pages that show a secret once (the endpoint form: endpoint_form.py)."""
+"""The portal's forms as HTML: the deliveries page and its filters, and the confirmations of
+a batch retry and of deleting an endpoint (the endpoint form: endpoint_form.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from convoyd.core.model import Delivery, DeliveryStatus, Endpoint, Secret, SignatureScheme
-from convoyd.portal.pages import (
-    CONVOY_SIMPLE_CAVEAT,
-    deliveries_table,
-    endpoint_href,
-    heading,
-    label,
-)
+from convoyd.core.model import Delivery, DeliveryStatus, Endpoint
+from convoyd.portal.pages import deliveries_table, endpoint_href, heading, label
 from convoyd.portal.templates import (
+    EMPTY,
     Chrome,
     Html,
     card,
@@ -23,14 +18,11 @@ from convoyd.portal.templates import (
     hidden_csrf,
     join,
     link,
-    mono,
     notice,
     options,
     page,
     render,
-    table,
     url,
-    when,
 )
 
 
@@ -43,6 +35,10 @@ class DeliveryFilters:
     event_type: str = ""
     since: str = ""
     until: str = ""
+
+    def stream_url(self) -> str:
+        """The live stream of the deliveries these filters show."""
+        return url("/portal/stream/deliveries", **self.query_args())
 
     def query_args(self) -> dict[str, str]:
         return {
@@ -62,7 +58,10 @@ def deliveries_page(
     *,
     next_token: str,
     error: str,
+    message: Html = EMPTY,
 ) -> Html:
+    """The deliveries in scope that match the filters; the region with the id
+    ``deliveries-live`` is what the live stream refreshes."""
     statuses = [("", "Any status"), *((s.value, s.value.upper()) for s in DeliveryStatus)]
     choices = [("", "All endpoints"), *((e.id, label(e)) for e in endpoints)]
     form = render(
@@ -101,16 +100,21 @@ def deliveries_page(
             first=link(url("/portal/deliveries", **filters.query_args()), "← First page", "btn"),
             next=link(href, "Next page →", "btn"),
         )
+    live = render(
+        '<div id="deliveries-live" data-stream="{stream}">{listing}{pager}</div>',
+        stream=filters.stream_url(),
+        listing=listing,
+        pager=pager,
+    )
     body = join(
         [
             heading("Deliveries"),
             notice(error, "error") if error else "",
             card("Filter", form, "card-filters"),
-            listing,
-            pager,
+            live,
         ]
     )
-    return page("Deliveries", body, chrome, active="deliveries")
+    return page("Deliveries", body, chrome, active="deliveries", message=message)
 
 
 def batch_retry_page(chrome: Chrome, endpoint: Endpoint, count: int) -> Html:
@@ -138,51 +142,44 @@ def batch_retry_page(chrome: Chrome, endpoint: Endpoint, count: int) -> Html:
     return page("Retry failed deliveries", content, chrome, active="endpoints")
 
 
-def secrets_page(
-    chrome: Chrome,
-    endpoint: Endpoint,
-    shown: Sequence[Secret],
-    *,
-    title: str,
-    intro: str,
-    previous: Sequence[Secret] = (),
-    now: float,
+def delete_page(
+    chrome: Chrome, endpoint: Endpoint, *, pending: int, more: bool, any_deliveries: bool
 ) -> Html:
-    """A secret's value, shown once in the answer to a POST (never in a URL)."""
-    rows = [[mono(s.id), render('<code class="secret">{v}</code>', v=s.value)] for s in shown]
-    parts: list[object] = [
-        notice("Copy it now: it is not shown again on other pages.", "warn"),
-        render("<p>{t}</p>", t=intro),
-        table(["Secret", "Value"], rows),
+    """What deleting ``endpoint`` loses, and the button that does it (``pending``: deliveries
+    still to be sent, ``more``: at least that many)."""
+    lost = [
+        render(
+            "its settings, URL and authentication, and its {n} signing secret{s}",
+            n=len(endpoint.secrets),
+            s="" if len(endpoint.secrets) == 1 else "s",
+        ),
+        "every delivery to it and every attempt's record: they no longer show here"
+        if any_deliveries
+        else "its delivery history (it has no deliveries yet)",
     ]
-    if previous:
-        parts.append(
-            table(
-                ["Previous secret", "Signs until"],
-                ([mono(s.id), when(s.expires_at, "never")] for s in previous if s.is_live(now)),
-            )
+    if pending:
+        count = f"{pending}{'+' if more else ''}"
+        lost.append(
+            f"{count} deliver{'y' if pending == 1 and not more else 'ies'} not sent yet:"
+            " they are never sent"
         )
-    if endpoint.spec.signature.scheme is SignatureScheme.CONVOY_SIMPLE and previous:
-        parts.append(render('<p class="callout">{t}</p>', t=CONVOY_SIMPLE_CAVEAT))
-    parts.append(link(endpoint_href(endpoint.id), "Back to the endpoint", "btn"))
-    content = join([heading(title), card(label(endpoint), join(parts))])
-    return page(title, content, chrome, active="endpoints")
-
-
-NOTICES: Mapping[str, str] = {
-    "retried": "Retry queued: the delivery gets one more attempt now.",
-    "batch": "Retry queued for the failed deliveries; they are being sent again.",
-    "paused": "Endpoint paused: new events are recorded but not sent until you resume it.",
-    "resumed": "Endpoint resumed: deliveries flow again.",
-    "updated": "Endpoint saved.",
-    "test": "Test event sent. Its delivery shows below in a moment.",
-    "test-skipped": "No test delivery: this endpoint does not subscribe to convoyd.test events.",
-}
-
-
-def done_notice(key: str) -> Html:
-    text = NOTICES.get(key)
-    return notice(text) if text else Html("")
+    base = endpoint_href(endpoint.id)
+    body = render(
+        "<p>Deleting <strong>{name}</strong> (<code>{url}</code>) loses, for good:</p>"
+        "<ul>{lost}</ul><p>Events sent from now on no longer go to it. This cannot be"
+        " undone; pause the endpoint instead to stop deliveries for a while.</p>"
+        '<form method="post" action="{action}">{csrf}'
+        '<button class="btn btn-danger" type="submit">Delete {name}</button> '
+        '<a class="btn btn-quiet" href="{back}">Cancel</a></form>',
+        name=label(endpoint),
+        url=endpoint.spec.url,
+        lost=join(render("<li>{x}</li>", x=x) for x in lost),
+        action=f"{base}/delete",
+        csrf=hidden_csrf(chrome),
+        back=base,
+    )
+    content = join([heading("Delete endpoint"), card(label(endpoint), body)])
+    return page("Delete endpoint", content, chrome, active="endpoints")
 
 
 def error_notice(text: str) -> Html:

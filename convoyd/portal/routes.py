@@ -6,7 +6,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from convoyd.portal import actions, security, views
+from convoyd.portal import actions, flash, live, security, views
 from convoyd.portal.context import SERVICES, PortalServices
 
 STATIC_TYPES = {"portal.css": "text/css", "portal.js": "text/javascript"}
@@ -24,6 +24,7 @@ def build_portal(services: PortalServices) -> web.Application:
             security.access_middleware,
             security.headers_middleware,
             security.session_middleware,
+            flash.flash_middleware,
         ]
     )
     app[SERVICES] = services
@@ -39,6 +40,7 @@ def build_portal(services: PortalServices) -> web.Application:
     # GET only: a HEAD (link previews, scanners) must not use up a one-time link.
     get("/enter", security.enter, allow_head=False)
     post("/logout", security.logout)
+    get("/signed-out", security.signed_out)
     get("/static/{name}", static)
     get("/", views.endpoints)
     get("/endpoints/new", views.new_endpoint)
@@ -51,11 +53,15 @@ def build_portal(services: PortalServices) -> web.Application:
     post("/endpoints/{endpoint_id}/rotate-secret", actions.rotate_secret)
     post("/endpoints/{endpoint_id}/secret", actions.reveal_secret)
     post("/endpoints/{endpoint_id}/test-event", actions.send_test_event)
+    get("/endpoints/{endpoint_id}/delete", views.delete_confirm)
+    post("/endpoints/{endpoint_id}/delete", actions.delete_endpoint)
     get("/endpoints/{endpoint_id}/batch-retry", views.batch_retry_confirm)
     post("/endpoints/{endpoint_id}/batch-retry", actions.batch_retry)
     get("/deliveries", views.deliveries)
     get("/deliveries/{delivery_id}", views.delivery)
+    live.install(app)  # GET /stream/deliveries[/{delivery_id}]: live updates (SSE)
     post("/deliveries/{delivery_id}/retry", actions.retry_delivery)
+    post("/deliveries/{delivery_id}/resend", actions.resend_delivery)
     get("/events/{event_id}", views.event)
     return app
 

@@ -35,21 +35,29 @@ log = logging.getLogger(__name__)
 
 COOKIE = "convoyd_portal"
 COOKIE_PATH = "/portal"
-# Paths served without a session: the token exchange and the stylesheet and script.
-PUBLIC_PATHS = ("/portal/enter", "/portal/static/")
+# Paths served without a session: the token exchange, the page after signing out, and the
+# stylesheet and script.
+PUBLIC_PATHS = ("/portal/enter", "/portal/signed-out", "/portal/static/")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 NOT_FOUND = ("Not found", "There is nothing here, or it is not part of this portal.", "")
+# Portal links come from the customer's application (its "Webhooks" page), never from convoyd:
+# the way forward is back there.
+NEW_LINK = (
+    "To continue, go back to the application that sent you here and open its webhooks portal"
+    " again: it gives you a new portal link."
+)
 SESSION_ENDED = (
     "Your session has ended",
-    "This portal session has expired or was closed.",
-    "Ask for a new portal link to continue.",
+    "This portal session has expired, was signed out, or its link was revoked.",
+    NEW_LINK,
 )
+SIGNED_OUT = ("Signed out", "You have signed out of the portal.", NEW_LINK)
 LINK_REFUSED = (
     "This link cannot be used",
     "The portal link has already been used, has expired or was revoked.",
-    "Portal links work once (or until they expire). Ask for a new one.",
+    "Most portal links open once. " + NEW_LINK,
 )
 
 
@@ -85,6 +93,12 @@ def _secure(request: web.Request, response: web.StreamResponse) -> None:
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
     if frame_options is not None:
         headers["X-Frame-Options"] = frame_options
+
+
+def secure(request: web.Request, response: web.StreamResponse) -> None:
+    """The security headers, for a handler that streams: they must be set before prepare()
+    (headers_middleware sets them after the handler returns, too late for a stream)."""
+    _secure(request, response)
 
 
 # The portal's one table of errors: HTTP status and page title for each domain error (the
@@ -212,9 +226,19 @@ async def enter(request: web.Request) -> web.StreamResponse:
 
 async def logout(request: web.Request) -> web.StreamResponse:
     await context.services(request).links.end_session(request.cookies.get(COOKIE, ""))
-    response = message_page("Signed out", "You have signed out of the portal.", None, status=200)
+    response = web.Response(status=303, headers={"Location": "/portal/signed-out"})
     response.del_cookie(COOKIE, path=COOKIE_PATH)
     return response
+
+
+async def signed_out(request: web.Request) -> web.StreamResponse:
+    """Where signing out lands (a page of its own: a reload signs nothing out again)."""
+    return _message(SIGNED_OUT, None, status=200)
+
+
+def session_cookie(request: web.Request) -> str:
+    """The session's cookie value: the secret that the form token and results are bound to."""
+    return request.cookies.get(COOKIE, "")
 
 
 def require_manage(request: web.Request) -> Viewer:

@@ -46,7 +46,8 @@ def url(path: str, **query: object) -> str:
 
 
 def when(ts: float | None, empty: str = "—") -> Html:
-    """A time in UTC; portal.js shows it in the viewer's own time zone."""
+    """A time in UTC, labelled so (every time the portal shows is UTC, as its filters are);
+    portal.js adds the viewer's own local time as a tooltip."""
     if ts is None:
         return esc(empty)
     moment = datetime.fromtimestamp(ts, UTC)
@@ -71,10 +72,31 @@ def link(href: str, text: object, cls: str = "") -> Html:
     return render('<a href="{href}">{text}</a>', href=href, text=text)
 
 
+def clock_time(ts: float, now: float) -> Html:
+    """A moment near ``now`` as a person says it: "19:43 UTC", with the date when it is not
+    today's (UTC)."""
+    moment, today = datetime.fromtimestamp(ts, UTC), datetime.fromtimestamp(now, UTC)
+    text = moment.strftime("%H:%M UTC" if moment.date() == today.date() else "%Y-%m-%d %H:%M UTC")
+    return render(
+        '<time datetime="{iso}">{text}</time>',
+        iso=moment.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        text=text,
+    )
+
+
 def table(headers: Iterable[str], rows: Iterable[Iterable[object]], cls: str = "") -> Html:
-    head = join(render("<th>{h}</th>", h=h) for h in headers)
+    """A table in a scroll container; each cell carries its column's name (``data-label``),
+    which phones show beside the value when a ``stacked`` table lays rows out as cards."""
+    names = list(headers)
+    head = join(render("<th>{h}</th>", h=h) for h in names)
     body = join(
-        render("<tr>{cells}</tr>", cells=join(render("<td>{c}</td>", c=c) for c in row))
+        render(
+            "<tr>{cells}</tr>",
+            cells=join(
+                render('<td data-label="{n}">{c}</td>', n=n, c=c)
+                for n, c in zip(names, row, strict=True)
+            ),
+        )
         for row in rows
     )
     return render(
@@ -137,6 +159,28 @@ def mono(text: object) -> Html:
     return render('<code class="mono">{t}</code>', t=text)
 
 
+def copy_button(target_id: str, what: str = "") -> Html:
+    """A button that copies the text of the element ``target_id``; hidden until portal.js
+    shows it (without script the text is there to select by hand)."""
+    return render(
+        '<button type="button" class="btn btn-small btn-copy" data-copy="{t}"'
+        ' aria-label="Copy {w}" hidden>Copy</button>',
+        t=target_id,
+        w=what or "to the clipboard",
+    )
+
+
+def copyable(text: str, element_id: str, *, what: str = "", cls: str = "mono") -> Html:
+    """``text`` in a code element with a copy button beside it."""
+    return render(
+        '<span class="copyable"><code class="{cls}" id="{id}">{t}</code>{b}</span>',
+        cls=cls,
+        id=element_id,
+        t=text,
+        b=copy_button(element_id, what),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Chrome:
     """What the page frame shows about the viewer: scope, rights, the form token."""
@@ -196,7 +240,7 @@ _PAGE = """<!doctype html>
 {notice}
 {body}
 </main>
-<footer class="footer">Webhook delivery by convoyd</footer>
+<footer class="footer">Times are in UTC · Webhook delivery by convoyd</footer>
 </body>
 </html>
 """

@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 from aiohttp import web
 
-from convoyd.core.model import Delivery, DeliveryStatus, Endpoint
+from convoyd.core.model import PENDING_STATUSES, Delivery, DeliveryStatus, Secret
+from convoyd.core.request import auth_header_name
 from convoyd.errors import NotFoundError, PermissionDeniedError, ValidationError
-from convoyd.portal import endpoint_form, forms, pages, scope
+from convoyd.portal import (
+    endpoint_form,
+    flash,
+    forms,
+    health,
+    pages,
+    pages_delivery,
+    pages_endpoint,
+    scope,
+)
 from convoyd.portal.context import PortalServices, services, viewer
 from convoyd.portal.security import require_manage
-from convoyd.portal.templates import Html, respond
+from convoyd.portal.templates import EMPTY, respond
 from convoyd.store.base import DeliveryQuery
 
 RECENT = 10
 MAX_ATTEMPTS_SHOWN = 100
 MAX_EVENT_DELIVERIES_SHOWN = 100
+#: The pending deliveries the delete confirmation counts exactly (past it: "100+").
+MAX_PENDING_COUNTED = 100
 
 
 async def last_delivery(svc: PortalServices, endpoint_id: str) -> Delivery | None:
@@ -34,42 +47,45 @@ async def endpoints(request: web.Request) -> web.StreamResponse:
         pages.EndpointRow(e, svc.breaker_status(e.id), await last_delivery(svc, e.id))
         for e in found.items
     ]
+    lines = await health.sparklines(svc.health, [e.id for e in found.items], svc.clock())
     body = pages.endpoints_page(
         who.chrome,
         rows,
         next_token=found.next_token,
         can_create=who.can_manage and not who.link.endpoint_ids,
         show_owner=who.link.all_owners,
-        message=forms.done_notice(request.query.get("done", "")),
+        message=flash.shown(request),
+        now=svc.clock(),
+        sparklines=lines,
     )
     return respond(body)
 
 
-async def show_endpoint(
-    request: web.Request, endpoint: Endpoint, *, message: Html, status: int = 200
-) -> web.Response:
-    """The endpoint's page (also after an action, with what happened)."""
+async def endpoint(request: web.Request) -> web.StreamResponse:
+    """The endpoint's page, with the result of the form that led here (a new secret's value
+    shown once: read here, through the same call as Reveal secret)."""
     who, svc = viewer(request), services(request)
-    recent = await svc.deliveries.list(DeliveryQuery(endpoint_ids=(endpoint.id,)), page_size=RECENT)
-    body = pages.endpoint_page(
+    found = await scope.endpoint(svc, who.link, request.match_info["endpoint_id"])
+    result = flash.take(request)
+    shown: tuple[Secret, ...] = ()
+    if result is not None and result.secret_ids and who.can_manage:
+        live = await svc.endpoints.live_secrets(found.id)
+        shown = tuple(s for s in live if s.id in result.secret_ids)
+    recent = await svc.deliveries.list(DeliveryQuery(endpoint_ids=(found.id,)), page_size=RECENT)
+    body = pages_endpoint.endpoint_page(
         who.chrome,
-        endpoint,
-        svc.breaker_status(endpoint.id),
+        found,
+        svc.breaker_status(found.id),
         recent.items,
         now=svc.clock(),
-        message=message,
-        fifo=await svc.endpoints.fifo_queue(endpoint),
+        message=result.notice() if result is not None else EMPTY,
+        defaults=svc.delivery_defaults(),
+        fifo=await svc.endpoints.fifo_queue(found),
+        shown_secrets=shown,
+        new_secret=result is not None and result.new_secret,
+        health=await health.endpoint_health(svc.health, found.id, svc.clock()),
     )
-    return respond(body, status)
-
-
-async def endpoint(request: web.Request) -> web.StreamResponse:
-    found = await scope.endpoint(
-        services(request), viewer(request).link, request.match_info["endpoint_id"]
-    )
-    return await show_endpoint(
-        request, found, message=forms.done_notice(request.query.get("done", ""))
-    )
+    return respond(body)
 
 
 def _moment(text: str, name: str) -> float | None:
@@ -120,27 +136,36 @@ async def deliveries(request: web.Request) -> web.StreamResponse:
         error = str(exc)
     in_scope = await scope.endpoints(svc, who.link, "")
     body = forms.deliveries_page(
-        who.chrome, filters, items, in_scope.items, next_token=next_token, error=error
+        who.chrome,
+        filters,
+        items,
+        in_scope.items,
+        next_token=next_token,
+        error=error,
+        message=flash.shown(request),
     )
     return respond(body, 400 if error else 200)
 
 
-async def show_delivery(
-    request: web.Request, delivery_id: str, *, message: Html, status: int = 200
-) -> web.Response:
-    who, svc = viewer(request), services(request)
-    found, endpoint = await scope.delivery(svc, who.link, delivery_id)
-    attempts = await svc.deliveries.attempts(found.id, page_size=MAX_ATTEMPTS_SHOWN)
-    body = pages.delivery_page(who.chrome, found, endpoint, attempts.items, message=message)
-    return respond(body, status)
-
-
 async def delivery(request: web.Request) -> web.StreamResponse:
-    return await show_delivery(
-        request,
-        request.match_info["delivery_id"],
-        message=forms.done_notice(request.query.get("done", "")),
+    """A delivery, its attempts and the body they sent (the event's payload)."""
+    who, svc = viewer(request), services(request)
+    found, endpoint = await scope.delivery(svc, who.link, request.match_info["delivery_id"])
+    attempts = await svc.deliveries.attempts(found.id, page_size=MAX_ATTEMPTS_SHOWN)
+    try:
+        payload: bytes | None = (await svc.events.get(found.event_id)).data
+    except NotFoundError:
+        payload = None
+    body = pages_delivery.delivery_page(
+        who.chrome,
+        found,
+        endpoint,
+        attempts.items,
+        payload=payload,
+        message=flash.shown(request),
+        auth_header=auth_header_name(endpoint.spec.auth),
     )
+    return respond(body)
 
 
 async def event(request: web.Request) -> web.StreamResponse:
@@ -155,7 +180,7 @@ async def event(request: web.Request) -> web.StreamResponse:
             names[endpoint_id] = pages.label(await svc.endpoints.get(endpoint_id))
         except NotFoundError:
             continue
-    return respond(pages.event_page(who.chrome, found, listed.items, names))
+    return respond(pages_delivery.event_page(who.chrome, found, listed.items, names))
 
 
 def creatable(request: web.Request) -> None:
@@ -176,6 +201,7 @@ async def new_endpoint(request: web.Request) -> web.StreamResponse:
         action="/portal/endpoints/new",
         title="New endpoint",
         ask_owner=who.link.all_owners,
+        defaults=services(request).delivery_defaults(),
     )
     return respond(body)
 
@@ -189,6 +215,7 @@ async def edit_endpoint(request: web.Request) -> web.StreamResponse:
         action=f"{pages.endpoint_href(found.id)}/edit",
         title=f"Edit {pages.label(found)}",
         ask_owner=False,
+        defaults=services(request).delivery_defaults(),
     )
     return respond(body)
 
@@ -199,3 +226,26 @@ async def batch_retry_confirm(request: web.Request) -> web.StreamResponse:
     found = await scope.endpoint(svc, who.link, request.match_info["endpoint_id"])
     count = await svc.deliveries.batch_retry(DeliveryQuery(endpoint_ids=(found.id,)), dry_run=True)
     return respond(forms.batch_retry_page(who.chrome, found, count))
+
+
+async def delete_confirm(request: web.Request) -> web.StreamResponse:
+    """What deleting the endpoint loses, and the button that deletes it (a POST)."""
+    who = require_manage(request)
+    svc = services(request)
+    found = await scope.endpoint(svc, who.link, request.match_info["endpoint_id"])
+    query = DeliveryQuery(endpoint_ids=(found.id,))
+    pending = await svc.deliveries.list(
+        dataclasses.replace(query, statuses=tuple(sorted(PENDING_STATUSES))),
+        page_size=MAX_PENDING_COUNTED,
+    )
+    any_deliveries = bool(pending.items) or bool(
+        (await svc.deliveries.list(query, page_size=1)).items
+    )
+    body = forms.delete_page(
+        who.chrome,
+        found,
+        pending=len(pending.items),
+        more=bool(pending.next_token),
+        any_deliveries=any_deliveries,
+    )
+    return respond(body)

@@ -137,7 +137,8 @@ async def test_each_method_is_set_and_replaced_through_the_form(
             "tls_client_key_pem": pem.client_key,
             "tls_ca_pem": pem.ca,
         }
-        created = await post("/portal/endpoints/new", new, 200)
+        await post("/portal/endpoints/new", new)
+        created = await get(browser.location)
         assert "Endpoint created" in created
         endpoint_id = await _endpoint_id(client, "mtls")
         base = f"/portal/endpoints/{endpoint_id}"

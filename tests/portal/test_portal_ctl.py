@@ -45,7 +45,7 @@ async def test_portal_commands(delivering: tuple[App, Running]) -> None:
 
     code, out, _ = await ctl(running, "portal", "list", "--json")
     (listed,) = json.loads(out)
-    assert listed["id"] == link_id and listed["can_manage_endpoints"] and "url" not in listed
+    assert listed["id"] == link_id and listed["canManageEndpoints"] and "url" not in listed
     assert listed["kind"] == "PORTAL_LINK_KIND_LONG_LIVED"
 
     code, out, _ = await ctl(running, "portal", "get", link_id)
