@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 # The daemon alone (make run) and the daemon plus the dev extra (make test and the checks).
 RUN_STAMP := $(VENV)/.run-stamp
 STAMP := $(VENV)/.installed-stamp
+# setuptools says "Editable installation ... be careful with folders in your working directory"
+# on every editable install, boxed in asterisks as if something failed; it is information only.
+EDITABLE := PYTHONWARNINGS='ignore:Editable installation'
 BUF := tools/node_modules/.bin/buf
 NODE_STAMP := tools/node_modules/.installed-stamp
 SYSTEMD_STAMP := $(VENV)/.systemd-tools-stamp
@@ -23,11 +26,11 @@ $(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "convoyd needs Python >= 3.11 ($(PYTHON) is older)"; exit 1; }
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(EDITABLE) $(BIN)/python -m pip install --quiet -e .
 	touch $@
 
 $(STAMP): $(RUN_STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(EDITABLE) $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
 $(NODE_STAMP): tools/package.json tools/package-lock.json
@@ -80,8 +83,14 @@ pytest: $(STAMP) $(NODE_STAMP) $(SYSTEMD_STAMP) $(CHROMIUM_STAMP) $(POSTGRES_STA
 	$(BIN)/pytest
 
 # The Node.js client's own tests; its integration test starts the real daemon with this venv.
+# They print a few hundred lines: one summary line when they pass, all of it when they fail
+# (the counts are read from the TAP or the spec reporter's summary, whichever node uses).
 node-test: $(STAMP) $(NODE_CLIENT_STAMP)
-	CONVOYD_PYTHON=$(abspath $(BIN))/python npm test --prefix clients/node
+	@log=$$(mktemp); \
+	if CONVOYD_PYTHON=$(abspath $(BIN))/python npm test --silent --prefix clients/node >$$log 2>&1; then \
+		echo "node-test: Node.js client tests passed ($$(sed -nE 's/^(# |ℹ )(tests|pass|fail|skipped) ([0-9]+)$$/\3 \2/p' $$log | paste -sd, - | sed 's/,/, /g'))"; \
+		rm -f $$log; \
+	else status=$$?; cat $$log; rm -f $$log; echo "node-test: Node.js client tests failed"; exit $$status; fi
 
 # The contract for other languages: the .proto files (convoyd/v1/ layout kept) and a
 # FileDescriptorSet with every import, for protoc/buf plugins and dynamic clients.

@@ -14,6 +14,8 @@ one server (benchmarks/pgbench_support.py), and adds PostgreSQL's own CPU to (a)
 convoyd nodes on one database, for each count (benchmarks/bench_cluster.py).
 ``--only retention`` runs the scenario ``retention``: the accept → delivered latency with pruning
 off and on, in alternating pairs of fresh daemons (benchmarks/bench_retention.py).
+``--only tracing`` runs the scenario ``tracing``: throughput (a) with tracing off and with spans
+exported at 1 % and 100 % sampling, as ratios to off (benchmarks/bench_tracing.py).
 ``--store both`` runs each scenario on SQLite, then on PostgreSQL; each scenario's figures are
 then keyed by store (``results["a_throughput"]["postgres"]``), and ``postgres_over_sqlite``
 and ``postgres_targets`` compare them. With one store the layout is flat, as it always was.
@@ -52,6 +54,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 STORES = {"sqlite": ("sqlite",), "postgres": ("postgres",), "both": ("sqlite", "postgres")}
 CLUSTER = "cluster"  # several nodes on one PostgreSQL: benchmarks/bench_cluster.py
 RETENTION = "retention"  # latency with pruning off and on: benchmarks/bench_retention.py
+TRACING = "tracing"  # throughput with tracing off and on: benchmarks/bench_tracing.py
 
 
 def receiver_stats(port: int, reset: bool = False) -> dict[str, Any]:
@@ -614,6 +617,12 @@ async def run_all(
 
                     on_postgres = postgres if kind == "postgres" else None
                     result = await run_retention(port, on_postgres, smoke=size == SMOKE)
+                elif name == TRACING:
+                    sys.path.insert(0, str(ROOT))  # benchmarks.* from a plain script run
+                    from benchmarks.bench_tracing import run_tracing
+
+                    on_postgres = postgres if kind == "postgres" else None
+                    result = await run_tracing(port, size, on_postgres, smoke=size == SMOKE)
                 elif kind == "postgres":
                     assert postgres is not None
                     cpu = postgres.cpu_seconds if postgres.postmaster is not None else None
@@ -689,8 +698,9 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="*",
-        choices=sorted([*SCENARIOS, CLUSTER, RETENTION]),
-        help="run only these (retention runs only when named here, cluster also with --nodes)",
+        choices=sorted([*SCENARIOS, CLUSTER, RETENTION, TRACING]),
+        help="run only these (retention and tracing run only when named here, cluster also"
+        " with --nodes)",
     )
     parser.add_argument(
         "--store",

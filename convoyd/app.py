@@ -28,6 +28,7 @@ from convoyd.control.endpoints import EndpointService
 from convoyd.control.events import EventService
 from convoyd.control.metrics import MetricsInterceptor
 from convoyd.control.portal import PortalService
+from convoyd.core.addresses import parse_allow_list
 from convoyd.core.model import Endpoint
 from convoyd.core.states import Trigger
 from convoyd.delivery.config import USER_AGENT, EngineConfig
@@ -49,7 +50,7 @@ from convoyd.listeners import (
     serve_http,
 )
 from convoyd.metrics import Metrics
-from convoyd.portal.context import PortalServices
+from convoyd.portal.context import DeliveryDefaults, PortalServices
 from convoyd.portal.routes import enter_url
 from convoyd.readiness import StoreReadiness
 from convoyd.reload import Certificates, effective, restart_only_changes
@@ -64,6 +65,8 @@ from convoyd.settings import DeliverySettings, Settings, idempotency_window, sen
 from convoyd.store.base import DeliveryStore, Store
 from convoyd.store.factory import make_store
 from convoyd.systemd import Notifier, watchdog
+from convoyd.telemetry.base import Tracing
+from convoyd.telemetry.setup import make_tracing
 from convoyd.v1 import (
     cluster_pb2_grpc,
     delivery_pb2_grpc,
@@ -177,13 +180,20 @@ class App:
         # shards it holds and sees the store through its leases (convoyd/cluster/node.py).
         self.node = _cluster_node(self.store, settings, self._advertised, clock)
         delivery_store = self.node.delivery_store if self.node else self.store
-        self.recorder = Recorder(delivery_store, clock=clock)
+        self.tracing, self.recorder = self._build_recorder(delivery_store)
         self.operator_events = self._build_operator_events()
         self.engine = self._build_engine(delivery_store)
         # The service layer reaches the engine and the watchers only through the feed; the
         # operator events see the status changes this node's services make on their way in.
         feed = self.operator_events.observe(self._build_feed())
-        self.endpoints = EndpointManager(self.store, feed, clock=clock, rng=self.rng)
+        self.endpoints = EndpointManager(
+            self.store,
+            feed,
+            clock=clock,
+            rng=self.rng,
+            # Read per call: a reload may change the allow-list the warnings are judged by.
+            allowed=lambda: parse_allow_list(self.settings.delivery.allow_cidrs),
+        )
         self.events = self._build_event_manager(feed)
         self.deliveries = DeliveryManager(self.store, feed, clock=clock)
         self.portal = PortalManager(
@@ -211,6 +221,12 @@ class App:
         self._serving = False
         self._stopped = asyncio.Event()
         self._engine_started = False
+
+    def _build_recorder(self, store: DeliveryStore) -> tuple[Tracing, Recorder]:
+        """The tracer (off, with nothing of OpenTelemetry imported, unless
+        telemetry.otlp_endpoint is set) and the recorder, whose batch writes it traces."""
+        tracing = make_tracing(self.settings.telemetry, store=self.settings.store)
+        return tracing, Recorder(store, clock=self.clock, tracing=tracing)
 
     def _build_operator_events(self) -> OperatorEvents:
         """convoyd's own events (docs/operator-events.md): this node's recorder and engine tell
@@ -262,6 +278,7 @@ class App:
             owns=membership.owns if membership else None,
             may_start=membership.may_start if membership else None,
             on_breaker_opened=self.operator_events.breaker_opened,
+            tracing=self.tracing,
         )
 
     def _build_event_manager(self, feed: WorkFeed) -> EventManager:
@@ -274,6 +291,7 @@ class App:
             idempotency_window=idempotency_window(self.settings),
             feed=feed,
             metrics=self.metrics,
+            tracing=self.tracing,
         )
 
     async def _change_status(self, endpoint_id: str, trigger: Trigger, reason: str) -> Endpoint:
@@ -399,8 +417,13 @@ class App:
             deliveries=self.deliveries,
             breaker_status=self.engine.breaker_status,
             settings=self.settings.portal,
+            delivery_defaults=lambda: DeliveryDefaults(
+                http_timeout=self.engine.config.default_http_timeout,
+                retry_policy=self.engine.config.default_retry_policy,
+            ),
             public_url=self.public_url,
             clock=self.clock,
+            health=self.store,
         )
         web_app = build_app(lambda: self._serving and self.readiness.ok, portal)
         if not self.settings.metrics_listen:
@@ -467,6 +490,8 @@ class App:
             await self.metrics_runner.cleanup()
             self.metrics_runner = None
         await self.store.close()
+        # Last: the spans of the drain and of the final store writes go out too.
+        await self.tracing.shutdown(max(1.0, deadline - loop.time()))
         if self._lock.held:  # the directory is ours: the run file is not another daemon's
             with contextlib.suppress(FileNotFoundError):
                 (self.settings.data_dir / RUN_FILE).unlink()

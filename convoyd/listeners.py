@@ -10,6 +10,7 @@ from aiohttp import web
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection
 
+from convoyd import ports
 from convoyd.errors import StartupError
 from convoyd.http import limits as httplimits
 from convoyd.settings import DeliverySettings, HttpServerSettings, split_host_port
@@ -39,6 +40,17 @@ MAX_STREAMS_PER_CONNECTION = 1000
 
 def host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def refuse_if_in_use(listen: str, setting: str) -> None:
+    """StartupError in one line when another process already listens on ``listen``, naming
+    it (another convoyd's pid, say): before grpc would log its own multi-line complaint."""
+    host, port = split_host_port(listen)
+    if ports.in_use(host, port):
+        raise StartupError(
+            f"{setting} {listen} is in use by {ports.holder(port)}; stop it, or give this"
+            f" one another {setting} (port 0 picks a free port)"
+        )
 
 
 def receive_limit(delivery: DeliverySettings) -> int:
@@ -76,6 +88,7 @@ def bind_grpc(
     server: grpc.aio.Server, listen: str, credentials: grpc.ServerCredentials | None
 ) -> str:
     """Binds ``listen`` (TLS when credentials are given); returns the address as bound."""
+    refuse_if_in_use(listen, "grpc_listen")
     try:
         port = (
             server.add_secure_port(listen, credentials)
@@ -100,6 +113,7 @@ async def serve_http(
     runner (to clean up) and the bound address."""
     limits = limits or HttpServerSettings()
     host, port = split_host_port(listen)
+    refuse_if_in_use(listen, setting)
     app.middlewares.insert(0, httplimits.body_middleware(limits))
     options = httplimits.handler_options(limits)
     runner = web.AppRunner(app, **options)

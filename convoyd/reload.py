@@ -34,6 +34,7 @@ _RESTART_ONLY = (
     "store",
     "postgres",
     "cluster",
+    "telemetry",  # the tracer provider and its exporter are made once, at start
 )
 _RESTART_ONLY_DELIVERY = (
     "max_batch_bytes",  # the gRPC server's receive limit

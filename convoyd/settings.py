@@ -324,6 +324,49 @@ class OperatorEventsSettings:
             raise ConfigError(str(exc)) from None
 
 
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TelemetrySettings:
+    """OpenTelemetry traces ([telemetry] section, CONVOYD_TELEMETRY_* variables); off unless
+    otlp_endpoint is set, and then it needs ``pip install 'convoyd[otel]'`` (docs/tracing.md).
+    The standard OTEL_* variables (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
+    OTEL_EXPORTER_OTLP_HEADERS, OTEL_BSP_*, ...) are read by the OpenTelemetry SDK."""
+
+    otlp_endpoint: str = ""
+    """Where spans are exported with OTLP: http(s)://host:port (gRPC, port 4317 by
+    convention), or with otlp_protocol "http/protobuf" the URL spans are POSTed to (a URL
+    without a path gets /v1/traces). Empty: no tracing, no trace context stored or sent."""
+    otlp_protocol: str = "grpc"
+    """"grpc" or "http/protobuf"."""
+    sampling_ratio: float | None = None
+    """The fraction of new traces recorded, 0 to 1 (a trace a caller started follows the
+    caller's sampled flag). Unset: OTEL_TRACES_SAMPLER if set, else 1.0."""
+
+    def __post_init__(self) -> None:
+        if self.otlp_protocol not in OTLP_PROTOCOLS:
+            raise ConfigError(f"telemetry.otlp_protocol must be one of {', '.join(OTLP_PROTOCOLS)}")
+        if self.otlp_endpoint:
+            parts = urllib.parse.urlsplit(self.otlp_endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(
+                    f"telemetry.otlp_endpoint {shown(self.otlp_endpoint)} must be an"
+                    " http:// or https:// URL, e.g. http://127.0.0.1:4317"
+                )
+            if self.otlp_protocol == "grpc" and parts.path not in ("", "/"):
+                raise ConfigError(
+                    "telemetry.otlp_endpoint: with otlp_protocol grpc it takes no path"
+                    f" (got {shown(self.otlp_endpoint)})"
+                )
+        if self.sampling_ratio is not None and not 0 <= self.sampling_ratio <= 1:
+            raise ConfigError("telemetry.sampling_ratio must be between 0 and 1")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.otlp_endpoint)
+
+
 def idempotency_window(settings: Settings) -> float:
     """The window idempotency keys match in: delivery.idempotency_window, cut to the retention
     period when that is shorter (a key cannot outlive the event it names)."""
@@ -388,6 +431,8 @@ class Settings:
     operator_events: OperatorEventsSettings = field(default_factory=OperatorEventsSettings)
     """convoyd's own events about endpoints going bad ([operator_events] section,
     CONVOYD_OPERATOR_EVENTS_* variables)."""
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    """OpenTelemetry traces ([telemetry] section, CONVOYD_TELEMETRY_* variables)."""
 
     def __post_init__(self) -> None:
         if self.store not in STORES:
@@ -425,6 +470,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "cluster": ClusterSettings,
     "retention": RetentionSettings,
     "operator_events": OperatorEventsSettings,
+    "telemetry": TelemetrySettings,
 }
 
 

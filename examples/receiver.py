@@ -1,7 +1,9 @@
 """A convoyd webhook receiver: verifies the signature, answers 204, ignores redeliveries.
 
-pip install convoyd aiohttp
-CONVOYD_WEBHOOK_SECRETS="whsec_old,whsec_new" HOST=0.0.0.0 PORT=8000 python receiver.py
+In a clone of convoyd, once `make run` has made .venv (convoyd and aiohttp are in it):
+  CONVOYD_WEBHOOK_SECRETS="whsec_old,whsec_new" .venv/bin/python examples/receiver.py
+Elsewhere, install convoyd from its clone first (`pip install /path/to/convoyd`; it is not on
+PyPI). HOST and PORT say where it listens (default 127.0.0.1:8000), at the path /webhooks.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ REMEMBERED_IDS = 100_000  # in memory only: keep processed webhook-ids in your d
 
 
 def handle(event: Any) -> None:
-    print("received", event, flush=True)  # your business logic goes here
+    print("verified and received", event, flush=True)  # your business logic goes here
 
 
 def make_app(secrets: list[str], process: Callable[[Any], None] = handle) -> web.Application:
@@ -46,6 +48,9 @@ def make_app(secrets: list[str], process: Callable[[Any], None] = handle) -> web
 
 
 if __name__ == "__main__":
-    secrets = [s.strip() for s in os.environ["CONVOYD_WEBHOOK_SECRETS"].split(",") if s.strip()]
+    listed = os.environ.get("CONVOYD_WEBHOOK_SECRETS", "")
+    secrets = [s.strip() for s in listed.split(",") if s.strip()]
+    if not secrets:
+        raise SystemExit("set CONVOYD_WEBHOOK_SECRETS to the endpoint's signing secret(s)")
     host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "8000"))
     web.run_app(make_app(secrets), host=host, port=port)

@@ -13,22 +13,17 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
-from google.protobuf import any_pb2, timestamp_pb2
+from google.protobuf import any_pb2, json_format, timestamp_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from convoyd.app import App
-from convoyd.client import duration
+from convoyd.client import Client, duration
 from convoyd.ctl import main
 from convoyd.ctl.args import UsageError, seconds
 from convoyd.ctl.cli import build_parser, client_from_args, run
-from convoyd.ctl.endpoints import (
-    ENDPOINT_COLUMNS,
-    endpoint_from_args,
-    needs_current,
-    show,
-    update_mask,
-)
+from convoyd.ctl.endpoint_view import show, show_created
+from convoyd.ctl.endpoints import ENDPOINT_COLUMNS, endpoint_from_args, needs_current, update_mask
 from convoyd.ctl.render import Output, enum_label, format_block, format_table
 from convoyd.v1 import endpoint_pb2, endpoint_pb2_grpc, event_pb2
 from tests.conftest import Running
@@ -205,7 +200,7 @@ def test_get_shows_ordering_and_what_a_fifo_endpoint_waits_behind(
     assert "waiting behind" not in err.getvalue()  # JSON mode: the resource alone
     assert shown["ordering"] == "ORDERING_FIFO"
     assert shown.get("fifo") == (
-        {"head_delivery_id": "dl_1", "waiting": fifo.waiting} if fifo else None
+        {"headDeliveryId": "dl_1", "waiting": fifo.waiting} if fifo else None
     )
 
 
@@ -615,11 +610,15 @@ def test_endpoint_listing_table() -> None:
     ]
 
 
-def test_json_listing_is_a_list_with_proto_field_names() -> None:
+def test_json_listing_is_a_list_in_the_proto_json_mapping() -> None:
     out = io.StringIO()
-    endpoint = endpoint_pb2.Endpoint(id="ep_1", owner_id="acme")
+    endpoint = endpoint_pb2.Endpoint(
+        id="ep_1", owner_id="acme", status=endpoint_pb2.ENDPOINT_STATUS_ACTIVE
+    )
     Output(as_json=True, out=out, err=io.StringIO()).listing([endpoint], ENDPOINT_COLUMNS)
-    assert json.loads(out.getvalue()) == [{"id": "ep_1", "owner_id": "acme"}]
+    assert json.loads(out.getvalue()) == [
+        {"id": "ep_1", "ownerId": "acme", "status": "ENDPOINT_STATUS_ACTIVE"}
+    ]
 
 
 def test_format_block() -> None:
@@ -657,6 +656,70 @@ def test_enum_labels() -> None:
     assert enum_label(endpoint_pb2.EndpointStatus.DESCRIPTOR, 99) == "99"
 
 
+def test_json_is_the_proto_json_mapping() -> None:
+    """lowerCamelCase names, enum values by name, durations and times as strings: the shape
+    `buf curl` prints, the same for every --json output."""
+    endpoint = endpoint_pb2.Endpoint(
+        id="ep_1",
+        owner_id="acme",
+        status=endpoint_pb2.ENDPOINT_STATUS_ACTIVE,
+        http_timeout=duration(1.5),
+        signature=endpoint_pb2.SignatureConfig(scheme=endpoint_pb2.SIGNATURE_SCHEME_STANDARD),
+        created_at=timestamp_pb2.Timestamp(seconds=1_700_000_000),
+        warnings=["mind the guard"],
+    )
+    out = io.StringIO()
+    Output(as_json=True, out=out, err=io.StringIO()).resource(endpoint)
+    shown = json.loads(out.getvalue())
+    assert shown == {
+        "id": "ep_1",
+        "ownerId": "acme",
+        "status": "ENDPOINT_STATUS_ACTIVE",
+        "httpTimeout": "1.500s",
+        "signature": {"scheme": "SIGNATURE_SCHEME_STANDARD"},
+        "createdAt": "2023-11-14T22:13:20Z",
+        "warnings": ["mind the guard"],
+    }
+    assert shown == json_format.MessageToDict(endpoint)
+    streamed = io.StringIO()
+    Output(as_json=True, out=streamed, err=io.StringIO()).stream("", endpoint)
+    assert json.loads(streamed.getvalue()) == shown
+
+
+WARNED = endpoint_pb2.Endpoint(
+    id="ep_1",
+    url="http://127.0.0.1:9/in",
+    warnings=["the guard refuses 127.0.0.1", "another thing"],
+)
+WARNED.secrets.add(id="sec_1", value="whsec_new")
+
+
+@pytest.mark.parametrize("shown", [show, show_created], ids=["show", "show_created"])
+def test_warnings_go_to_stderr_one_line_each(shown: Any) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    shown(Output(as_json=False, out=out, err=err), WARNED)
+    warnings = [line for line in err.getvalue().splitlines() if line.startswith("warning: ")]
+    assert warnings == ["warning: the guard refuses 127.0.0.1", "warning: another thing"]
+    assert "warnings" not in out.getvalue() and "the guard" not in out.getvalue()
+
+
+@pytest.mark.parametrize("shown", [show, show_created], ids=["show", "show_created"])
+def test_warnings_are_part_of_the_json_object(shown: Any) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    shown(Output(as_json=True, out=out, err=err), WARNED)
+    assert json.loads(out.getvalue())["warnings"] == list(WARNED.warnings)
+    assert err.getvalue() == ""
+
+
+def test_retry_jitter_help_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["endpoints", "create", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert (
+        "--retry-jitter FRACTION 0 to 1: how much each delay varies; 0.2 (the default) varies"
+        " it by ±10 %" in text
+    )
+
+
 # --- against servers ------------------------------------------------------------------------
 
 
@@ -665,12 +728,6 @@ def closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
-
-
-def test_unreachable_daemon_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--target", f"127.0.0.1:{closed_port()}", "--token", "t", "endpoints", "get", "ep_1"]
-    assert main(argv) == 3
-    assert capsys.readouterr().err.startswith("convoyctl: UNAVAILABLE: ")
 
 
 class Endpoints(endpoint_pb2_grpc.EndpointServiceServicer):
@@ -818,7 +875,7 @@ async def test_authentication_and_tls_round_trip_through_the_daemon(
     not_after = lines["tls.client_certificate_not_after"]
     assert not_after.endswith("Z")
     code, as_json, _ = await ctl("--json", "endpoints", "get", endpoint_id)
-    assert json.loads(as_json)["tls"]["client_certificate_pem"] == pem.client_certificate
+    assert json.loads(as_json)["tls"]["clientCertificatePem"] == pem.client_certificate
     assert not written_values(out + err + shown + as_json)
 
     # A renewed certificate for the same key: the stored key stays, the expiry moves.
@@ -858,3 +915,67 @@ async def test_authentication_and_tls_round_trip_through_the_daemon(
     assert code == 0, err
     gone = (await app.endpoints.get(endpoint_id)).spec
     assert gone.auth is None and gone.tls is None
+
+
+async def daemon_ctl(running: Running, *argv: str) -> tuple[int, str, str]:
+    return await invoke("--target", running.grpc_target, "--token", running.token, *argv)
+
+
+@pytest.mark.parametrize(
+    ("flags", "signature"),
+    [
+        ([], {"scheme": "standard"}),
+        (["--scheme", "standard", "--hash", "sha512"], {"scheme": "standard"}),
+        (
+            ["--scheme", "convoy-simple"],
+            {"scheme": "convoy-simple", "hash": "sha256", "encoding": "hex"},
+        ),
+        (
+            ["--scheme", "convoy-advanced", "--hash", "sha512", "--encoding", "base64"],
+            {"scheme": "convoy-advanced", "hash": "sha512", "encoding": "base64"},
+        ),
+    ],
+)
+async def test_text_shows_only_the_signature_fields_of_the_scheme(
+    app: Running, flags: list[str], signature: dict[str, str]
+) -> None:
+    create = ("endpoints", "create", "--url", "https://hooks.example.invalid/in", *flags)
+    code, out, err = await daemon_ctl(app, *create)
+    assert code == 0, err
+    endpoint_id = block(out)["id"]
+    code, got, err = await daemon_ctl(app, "endpoints", "get", endpoint_id)
+    assert code == 0, err
+    for text in (out, got):
+        shown = {
+            k.removeprefix("signature."): v for k, v in block(text).items() if "signature" in k
+        }
+        assert shown == signature
+    # JSON keeps the whole resource, as the server sent it.
+    async with Client(app.grpc_target, token=app.token) as client:
+        stored = await client.get_endpoint(endpoint_id)
+    code, as_json, _ = await daemon_ctl(app, "--json", "endpoints", "get", endpoint_id)
+    assert json.loads(as_json) == json_format.MessageToDict(stored)
+    assert set(json.loads(as_json)["signature"]) == {"scheme", "hash", "encoding"}
+
+
+async def test_the_guard_s_warnings_are_printed_after_create_update_and_get(app: Running) -> None:
+    """The in-process daemon's guard refuses loopback, so an endpoint at 127.0.0.1 is warned
+    about; text prints each warning once on stderr, JSON has them in the object."""
+    code, out, err = await daemon_ctl(app, "endpoints", "create", "--url", "http://127.0.0.1:9/in")
+    assert code == 0, err
+    endpoint_id = block(out)["id"]
+    code, as_json, json_err = await daemon_ctl(app, "--json", "endpoints", "get", endpoint_id)
+    warnings = json.loads(as_json)["warnings"]
+    assert warnings and all("127.0.0.1" in w for w in warnings)
+    assert "warning:" not in json_err
+    expected = [f"warning: {w}" for w in warnings]
+    for argv in (["get", endpoint_id], ["update", endpoint_id, "--name", "loop"]):
+        code, shown, err = await daemon_ctl(app, "endpoints", *argv)
+        assert code == 0, err
+        assert [line for line in err.splitlines() if line.startswith("warning:")] == expected
+        assert "warnings" not in shown
+    assert [line for line in err.splitlines() if line.startswith("warning:")] == expected
+    code, _, err = await daemon_ctl(
+        app, "endpoints", "update", endpoint_id, "--url", "https://hooks.example.invalid/in"
+    )
+    assert code == 0 and "warning:" not in err

@@ -117,13 +117,13 @@ async def test_status_json_is_the_response(app: Running) -> None:
     assert code == 0, err
     got = json.loads(out)
     [local] = got["nodes"]
-    assert local["node_id"] == "local"
-    assert local["grpc_address"] == app.grpc_target
+    assert local["nodeId"] == "local"
+    assert local["grpcAddress"] == app.grpc_target
     assert local["alive"] is True
     assert local["version"] == __version__
-    assert local["started_at"].endswith("Z") and local["heartbeat_at"].endswith("Z")
+    assert local["startedAt"].endswith("Z") and local["heartbeatAt"].endswith("Z")
     # Proto3 JSON leaves out zero values, as every convoyctl --json output does.
-    assert "total_shards" not in got and "shards" not in local
+    assert "totalShards" not in got and "shards" not in local
 
 
 async def test_status_without_a_token_exits_1(app: Running) -> None:

@@ -20,7 +20,7 @@ from google.protobuf import timestamp_pb2
 from convoyd.client import duration
 from convoyd.ctl import main
 from convoyd.ctl.args import UsageError, moment
-from convoyd.ctl.cli import build_parser
+from convoyd.ctl.cli import build_parser, client_from_args, run
 from convoyd.ctl.deliveries import (
     ATTEMPT_COLUMNS,
     DELIVERY_COLUMNS,
@@ -33,7 +33,7 @@ from convoyd.ctl.deliveries import (
 from convoyd.ctl.events import event_filters, send_request
 from convoyd.ctl.render import Output, pretty_json
 from convoyd.v1 import common_pb2, delivery_pb2, endpoint_pb2, event_pb2
-from tests.conftest import DaemonProcess, Running
+from tests.conftest import DaemonProcess, Running, running_app
 from tests.receivers import Receiver
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -388,7 +388,10 @@ async def watched_success(
             assert raw, "the watcher ended"
             line = json.loads(raw)
             change = line.get("delivery", {})
-            if change.get("event_id") == event["id"] and change["status"].endswith("SUCCESS"):
+            if (
+                change.get("eventId") == event["id"]
+                and change["status"] == "DELIVERY_STATUS_SUCCESS"
+            ):
                 return dict(line)
     raise AssertionError("the watcher printed no SUCCESS line")
 
@@ -420,8 +423,8 @@ async def test_events_and_deliveries_with_convoyctl(
 
     delivery = await delivery_of(running, event_id, "DELIVERY_STATUS_SUCCESS")
     attempts = await ctl_json(running, "deliveries", "attempts", delivery["id"])
-    assert len(attempts) == 1 and attempts[0]["response_status"] == 200
-    assert attempts[0]["request_headers"] and attempts[0]["response_headers"]
+    assert len(attempts) == 1 and attempts[0]["responseStatus"] == 200
+    assert attempts[0]["requestHeaders"] and attempts[0]["responseHeaders"]
     code, verbose, _ = await ctl(running, "deliveries", "attempts", delivery["id"], "--verbose")
     assert code == 0 and "response headers:" in verbose and "\n    ok" in verbose
 
@@ -436,11 +439,15 @@ async def test_events_and_deliveries_with_convoyctl(
         running, "deliveries", "batch-retry", "--endpoint", endpoint_id, "--dry-run"
     )
     assert (code, out) == (0, "0 deliveries would be queued\n"), err
+    retried = await ctl_json(
+        running, "deliveries", "batch-retry", "--endpoint", endpoint_id, "--dry-run"
+    )
+    assert retried == {"queuedCount": 0, "dryRun": True}
 
     watcher = await spawn(running, "--json", "deliveries", "watch", "--endpoint", endpoint_id)
     try:
         line = await watched_success(running, watcher, endpoint_id)
-        assert line["delivery"]["endpoint_id"] == endpoint_id
+        assert line["delivery"]["endpointId"] == endpoint_id
         watcher.send_signal(signal.SIGINT)
         assert watcher.stderr is not None
         _, err_bytes = await asyncio.wait_for(watcher.communicate(), 15)
@@ -450,3 +457,68 @@ async def test_events_and_deliveries_with_convoyctl(
         if watcher.returncode is None:
             watcher.kill()
             await watcher.wait()
+
+
+# --- events send: telling when nothing will be delivered ------------------------------------
+
+
+async def invoke(running: Running, *argv: str) -> tuple[int, str, str]:
+    """convoyctl in this event loop (the daemon's); returns code, out, err."""
+    args = build_parser().parse_args(
+        ["--target", running.grpc_target, "--token", running.token, *argv]
+    )
+    out, err = io.StringIO(), io.StringIO()
+    code = await run(client_from_args(args), args, Output(as_json=args.json, out=out, err=err))
+    return code, out.getvalue(), err.getvalue()
+
+
+def warnings_in(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning: ")]
+
+
+async def test_send_says_when_nothing_will_be_delivered(tmp_path: Path) -> None:
+    async with running_app(tmp_path / "data") as (_, running):
+        send = ("events", "send", "--type", "order.paid")
+        code, out, err = await invoke(running, *send, "--owner-id", "nobody")
+        assert code == 0 and "owner_id:" in out
+        assert warnings_in(err) == [
+            "warning: no endpoints of owner nobody: nothing will be delivered"
+        ]
+        code, out, err = await invoke(running, "--json", *send, "--owner-id", "nobody")
+        assert code == 0 and json.loads(out)["ownerId"] == "nobody"
+        assert "deliveryCount" not in json.loads(out)  # zero: left out by the JSON mapping
+        assert warnings_in(err) == [
+            "warning: no endpoints of owner nobody: nothing will be delivered"
+        ]
+
+        url = "https://hooks.example.invalid/in"
+        code, out, err = await invoke(
+            running,
+            "--json",
+            "endpoints",
+            "create",
+            "--url",
+            url,
+            "--owner-id",
+            "acme",
+            "--event-type",
+            "order.refunded",
+        )
+        assert code == 0, err
+        endpoint_id = json.loads(out)["id"]
+        code, _, err = await invoke(running, *send, "--owner-id", "acme")
+        assert code == 0
+        assert warnings_in(err) == [
+            "warning: no endpoint of owner acme takes order.paid events: nothing will be delivered"
+        ]
+        code, _, err = await invoke(running, *send, "--endpoint", endpoint_id)
+        assert code == 0
+        assert warnings_in(err) == [
+            f"warning: endpoint {endpoint_id} does not take order.paid events:"
+            " nothing will be delivered"
+        ]
+        code, out, err = await invoke(
+            running, "--json", *send[:3], "order.refunded", "--owner-id", "acme"
+        )
+        assert code == 0 and json.loads(out)["deliveryCount"] == 1
+        assert err == ""

@@ -26,7 +26,8 @@ from tests.receivers import eventually
 OLD = "whsec_" + base64.b64encode(b"o" * 32).decode()
 NEW = "whsec_" + base64.b64encode(b"n" * 32).decode()
 STRANGER = "whsec_" + base64.b64encode(b"x" * 32).decode()
-SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "receiver.py"
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "examples" / "receiver.py"
 
 
 def signed(msg_id: str, body: bytes, *secrets: str) -> dict[str, str]:
@@ -105,9 +106,41 @@ class Script:
     proc: subprocess.Popen[bytes]
 
 
+def documented_command() -> str:
+    """The command the script's docstring gives for a clone of convoyd."""
+    (line,) = [x for x in SCRIPT.read_text().splitlines() if "examples/receiver.py" in x]
+    return line.strip()
+
+
+def test_the_documented_command_runs_the_script_with_the_clones_venv() -> None:
+    assert documented_command().endswith(" .venv/bin/python examples/receiver.py")
+    assert "pip install convoyd" not in SCRIPT.read_text()  # convoyd is not on PyPI
+
+
+def test_the_guide_shows_the_receiver_as_it_is() -> None:
+    guide = (ROOT / "docs" / "rotation.md").read_text()
+    assert f"```python\n{SCRIPT.read_text()}```\n" in guide
+
+
+def test_without_secrets_it_says_what_to_set() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CONVOYD_WEBHOOK_SECRETS"}
+    result = subprocess.run(
+        [sys.executable, "examples/receiver.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr == "set CONVOYD_WEBHOOK_SECRETS to the endpoint's signing secret(s)\n"
+
+
 @pytest.fixture
 def script(tmp_path: Path) -> Iterator[Script]:
-    """`python examples/receiver.py` configured through its environment, as the docs run it."""
+    """The documented command (the venv's python, from the clone's root), configured through
+    its environment."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
@@ -120,7 +153,11 @@ def script(tmp_path: Path) -> Iterator[Script]:
     log = tmp_path / "receiver.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, str(SCRIPT)], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "examples/receiver.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         yield Script(f"http://127.0.0.1:{port}/webhooks", log, proc)
@@ -150,4 +187,4 @@ async def test_the_script_runs_as_documented(script: Script) -> None:
         await eventually(started, timeout=20)
         assert statuses[-1] == 204
         assert await answer(b'{"hello":"moon"}', signed("dl_2", body, NEW)) == 400
-    await eventually(lambda: "received {'hello': 'world'}" in script.log.read_text())
+    await eventually(lambda: "verified and received {'hello': 'world'}" in script.log.read_text())

@@ -109,6 +109,7 @@ _SECTIONS = {"": Settings} | {
         "cluster",
         "retention",
         "operator_events",
+        "telemetry",
     )
 }
 _WRONG: dict[str, Any] = {

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from convoyd.cluster.membership import Membership
+from convoyd.core import tracecontext
 from convoyd.core.model import Delivery, Endpoint, EndpointStatus, EndpointStatusChange
 from convoyd.core.watch import StatusUpdate, WatchFilter
 from convoyd.delivery.engine import Engine
@@ -100,11 +101,15 @@ class ClusterFeed:
                 continue
             event = write.event
             small = len(event.data) <= INLINE_BODY
-            body = Payload(data=event.data, headers=event.headers) if small else None
+            body = (
+                Payload(data=event.data, headers=event.headers, trace=event.trace)
+                if small
+                else None
+            )
             self._send_foreign(write.deliveries, body)
 
     def deliveries_due(self, deliveries: Sequence[Delivery]) -> None:
-        self._engine.admit(deliveries)
+        self._engine.due_again(deliveries)
         self._send_foreign(deliveries, None)
         self.recorded(deliveries)
 
@@ -296,8 +301,13 @@ class ClusterFeed:
                 for row in rows
             ]
             payloads = {
-                event_id: Payload(data=base64.b64decode(data), headers=headers)
-                for event_id, (data, headers) in (bodies or {}).items()
+                # A third item: the event's trace (tracecontext.encode), when it has one.
+                event_id: Payload(
+                    data=base64.b64decode(data),
+                    headers=headers,
+                    trace=tracecontext.decode(trace[0]) if trace else None,
+                )
+                for event_id, (data, headers, *trace) in (bodies or {}).items()
             }
         except (TypeError, ValueError, KeyError):
             log.warning("dropped a malformed work notification")
@@ -342,6 +352,8 @@ def _work_messages(
         extra = None
         if body is not None and event_id not in bodies:
             extra = [base64.b64encode(body.data).decode(), dict(body.headers)]
+            if body.trace is not None:
+                extra.append(tracecontext.encode(body.trace))
         cost = len(_dumps({"r": row})) + (len(_dumps({"b": extra})) + 40 if extra else 0)
         if rows and size + cost > MAX_PAYLOAD:
             out.append(_dumps({"n": node, "t": now, "d": rows, "p": bodies}))

@@ -5,7 +5,7 @@ With ``convert_events`` (events, deliveries, attempts) the only place the two me
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -299,6 +299,8 @@ def _spec_values(msg: pb.Endpoint, out: _Violations) -> dict[str, Any]:
         "max_concurrency": msg.max_concurrency,
         "tls": _tls_from_pb(msg.tls) if msg.HasField("tls") else None,
         "ordering": _enum(msg.ordering, ORDERING_FROM_PB, Ordering.CONCURRENT, "ordering", out),
+        # Unset is on (the field is optional: unset and false differ).
+        "send_trace_context": not msg.HasField("send_trace_context") or msg.send_trace_context,
     }
 
 
@@ -394,6 +396,7 @@ def endpoint_to_pb(
     with_secret_values: bool = False,
     breaker: BreakerStatus | None = None,
     fifo: FifoQueue | None = None,
+    warnings: Sequence[str] = (),
 ) -> pb.Endpoint:
     spec = ep.spec
     msg = pb.Endpoint(
@@ -418,6 +421,7 @@ def endpoint_to_pb(
         content_type=spec.content_type,
         max_concurrency=spec.max_concurrency,
         ordering=ORDERING_TO_PB[spec.ordering],
+        send_trace_context=spec.send_trace_context,
         created_at=timestamp(ep.created_at),
         updated_at=timestamp(ep.updated_at),
     )
@@ -435,6 +439,7 @@ def endpoint_to_pb(
         msg.fifo.CopyFrom(
             pb.FifoQueue(head_delivery_id=fifo.head_delivery_id, waiting=fifo.waiting)
         )
+    msg.warnings.extend(warnings)
     return msg
 
 

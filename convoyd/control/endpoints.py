@@ -37,6 +37,7 @@ class EndpointService(endpoint_pb2_grpc.EndpointServiceServicer):
             with_secret_values=with_secret_values,
             breaker=self._breaker_status(endpoint.id),
             fifo=await self._manager.fifo_queue(endpoint),
+            warnings=self._manager.warnings(endpoint),
         )
 
     @handles_errors

@@ -6,6 +6,7 @@ from typing import Any
 
 from convoyd.control import convert, convert_events
 from convoyd.control.status import handles_errors
+from convoyd.core import tracecontext
 from convoyd.service.events import EventManager
 from convoyd.store.base import EventQuery
 from convoyd.v1 import event_pb2 as pb
@@ -18,9 +19,22 @@ class EventService(event_pb2_grpc.EventServiceServicer):
     def __init__(self, manager: EventManager) -> None:
         self._manager = manager
 
+    def _trace_context(self, context: Context) -> tuple[tracecontext.TraceParent | None, str]:
+        """The caller's W3C trace context (metadata traceparent, tracestate); read only while
+        tracing is on."""
+        if not self._manager.tracing:
+            return None, ""
+        return tracecontext.incoming(context.invocation_metadata() or ())
+
     @handles_errors
     async def CreateEvent(self, request: pb.CreateEventRequest, context: Context) -> pb.Event:
-        (event,) = await self._manager.create([convert_events.event_input_from_pb(request)])
+        parent, state = self._trace_context(context)
+        (event,) = await self._manager.create(
+            [convert_events.event_input_from_pb(request)],
+            method="CreateEvent",
+            parent=parent,
+            tracestate=state,
+        )
         return convert_events.event_to_pb(event)
 
     @handles_errors
@@ -28,7 +42,10 @@ class EventService(event_pb2_grpc.EventServiceServicer):
         self, request: pb.BatchCreateEventsRequest, context: Context
     ) -> pb.BatchCreateEventsResponse:
         inputs = [convert_events.event_input_from_pb(r) for r in request.requests]
-        events = await self._manager.create(inputs, batch=True)
+        parent, state = self._trace_context(context)
+        events = await self._manager.create(
+            inputs, batch=True, method="BatchCreateEvents", parent=parent, tracestate=state
+        )
         return pb.BatchCreateEventsResponse(events=[convert_events.event_to_pb(e) for e in events])
 
     @handles_errors

@@ -24,6 +24,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from urllib.parse import urlsplit
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -151,6 +152,37 @@ def blocked_reason(ip: IPAddress, allow: Sequence[IPNetwork]) -> str | None:
     if value & _V6_GLOBAL[1] != _V6_GLOBAL[0]:
         return "reserved"
     return None
+
+
+# What "localhost" means to the resolver (/etc/hosts, RFC 6761 §6.3): always the host itself.
+_LOCALHOST = (IPv4Address("127.0.0.1"), IPv6Address("::1"))
+
+
+def refused_host(url: str, allow: Sequence[IPNetwork]) -> str | None:
+    """What the guard will refuse when a delivery connects to ``url``'s host ("127.0.0.1
+    (loopback)"), or None: allowed, or a name other than ``localhost``.
+
+    Decided without a lookup: IP literals and ``localhost`` are judged here; any other name is
+    judged by the addresses it resolves to when an attempt connects (a lookup now could differ
+    from that one, and would hold up the call that asked).
+    """
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    if host == "localhost":
+        reasons = [blocked_reason(ip, allow) for ip in _LOCALHOST]
+        if any(reason is None for reason in reasons):
+            return None  # the resolver's other answers are dropped, this one is connected to
+        return f"localhost ({' and '.join(str(ip) for ip in _LOCALHOST)}: loopback)"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    reason = blocked_reason(ip, allow)
+    return None if reason is None else f"{ip} ({reason})"
 
 
 def parse_allow_list(cidrs: Sequence[str]) -> list[IPNetwork]:

@@ -1,12 +1,80 @@
-"""What a delivery becomes after one attempt: success, another try later, or failure."""
+"""What a delivery becomes: after one attempt (success, another try later, or failure), and
+when someone asks for it to be sent again (RetryDelivery, ForceResendDelivery, a batch retry).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import random
+from enum import StrEnum
 
 from convoyd.core.model import Delivery, DeliveryStatus, RetryPolicy
 from convoyd.core.outcome import Outcome, Verdict
 from convoyd.core.retry import next_delay
+from convoyd.errors import FailedPreconditionError
+
+FAILURE = DeliveryStatus.FAILURE
+DISCARDED = DeliveryStatus.DISCARDED
+RETRY = DeliveryStatus.RETRY
+SCHEDULED = DeliveryStatus.SCHEDULED
+PROCESSING = DeliveryStatus.PROCESSING
+SUCCESS = DeliveryStatus.SUCCESS
+
+
+class Again(StrEnum):
+    """What asks for a delivery to be sent outside its schedule."""
+
+    RETRY = "retry"  # RetryDelivery, BatchRetryDeliveries
+    RESEND = "resend"  # ForceResendDelivery
+
+
+# (request, status) -> status after. Anything not listed is refused. A delivery that had ended
+# gets one more attempt; one waiting for its next try (RETRY) has that try now ("retry now"),
+# with its attempt count and the rest of its schedule kept.
+AGAIN: dict[tuple[Again, DeliveryStatus], DeliveryStatus] = {
+    (Again.RETRY, FAILURE): SCHEDULED,
+    (Again.RETRY, DISCARDED): SCHEDULED,
+    (Again.RETRY, RETRY): RETRY,
+    (Again.RESEND, SUCCESS): SCHEDULED,
+}
+
+# Why a request is refused, in what the caller can do instead.
+_REFUSED: dict[tuple[Again, DeliveryStatus], str] = {
+    (Again.RETRY, SUCCESS): "it succeeded; resend it to send it again",
+    (Again.RETRY, SCHEDULED): "it is being sent now",
+    (Again.RETRY, PROCESSING): "it is being sent now",
+    (Again.RESEND, SCHEDULED): "it is being sent now",
+    (Again.RESEND, PROCESSING): "it is being sent now",
+    (Again.RESEND, RETRY): "it has not succeeded; retry it to send it now",
+    (Again.RESEND, FAILURE): "it has not succeeded; retry it instead",
+    (Again.RESEND, DISCARDED): "it has not succeeded; retry it instead",
+}
+
+
+def sent_again(
+    delivery: Delivery, request: Again, *, now: float, reason: str, probe: bool = False
+) -> Delivery:
+    """``delivery`` made due at ``now`` by ``request`` (see AGAIN), with ``reason``.
+
+    An ended delivery gets exactly one attempt (``attempt_limit``). A RETRY one keeps its
+    schedule, unless it is the ``probe`` of an INACTIVE endpoint, which is one attempt whatever
+    the delivery (architecture.md §3). FailedPreconditionError when the table refuses.
+    """
+    status = AGAIN.get((request, delivery.status))
+    if status is None:
+        why = _REFUSED.get((request, delivery.status), f"it is {delivery.status.value}")
+        raise FailedPreconditionError(f"cannot {request.value} delivery {delivery.id}: {why}")
+    limit = delivery.attempt_limit
+    if status is not RETRY or probe:
+        limit = delivery.attempt_count + 1
+    return dataclasses.replace(
+        delivery,
+        status=status,
+        status_reason=reason,
+        next_attempt_at=now,
+        attempt_limit=limit,
+        updated_at=now,
+    )
 
 
 def after_attempt(

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, TypeAlias, TypeVar
 
+from convoyd.core.tracecontext import EventTrace
+
 T = TypeVar("T")
 
 
@@ -179,6 +181,9 @@ class EndpointSpec:
     tls: EndpointTls | None = None
     #: FIFO: one delivery at a time in acceptance order (``max_concurrency`` does not apply).
     ordering: Ordering = Ordering.CONCURRENT
+    #: Whether requests carry the W3C ``traceparent``/``tracestate`` of the attempt (when
+    #: tracing is on); off for receivers that refuse headers they do not know.
+    send_trace_context: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -262,6 +267,8 @@ class Event:
     headers: Mapping[str, str]
     created_at: float
     delivery_count: int
+    #: Where its attempts join a trace (tracing on); None: the event has none.
+    trace: EventTrace | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

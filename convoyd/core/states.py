@@ -46,13 +46,33 @@ TRANSITIONS: dict[tuple[EndpointStatus, Trigger], EndpointStatus] = {
 DISCARDS_NEW_EVENTS = frozenset({INACTIVE, PAUSED, PENDING})
 
 
+# The triggers a person asks for (PauseEndpoint, ResumeEndpoint, ActivateEndpoint), with the
+# word a refusal uses for each having happened; the others are convoyd's own verdicts.
+ACTIONS: dict[Trigger, str] = {
+    Trigger.PAUSE: "paused",
+    Trigger.RESUME: "resumed",
+    Trigger.ACTIVATE: "activated",
+}
+
+
+def _alternatives(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
 def _illegal_message(current: EndpointStatus, trigger: Trigger) -> str:
-    sources = sorted(s.value for (s, t) in TRANSITIONS if t == trigger)
-    possible = sorted(t.value for (s, t) in TRANSITIONS if s == current)
+    """Why ``trigger`` is refused, naming only what a person can do (never convoyd's own
+    verdicts such as failing or gone)."""
+    possible = [t.value for t in ACTIONS if (current, t) in TRANSITIONS]
+    can = f"you can {_alternatives(possible)} it" if possible else "nothing can change it now"
+    done = ACTIONS.get(trigger)
+    if done is None:  # an engine verdict that came too late: logged, never shown to a caller
+        what = trigger.value.replace("_", " ")
+        return f"{what} does not apply to an endpoint that is {current.value}"
+    sources = [s.value for s in EndpointStatus if (s, trigger) in TRANSITIONS]
+    article = "an" if sources[0][0] in "aeiou" else "a"
     return (
-        f"cannot {trigger.value.replace('_', ' ')} an endpoint that is {current.value}"
-        f" (only from: {', '.join(sources) or 'nowhere'};"
-        f" an endpoint that is {current.value} allows: {', '.join(possible) or 'nothing'})"
+        f"cannot {trigger.value} an endpoint that is {current.value}"
+        f" (only {article} {_alternatives(sources)} one can be {done}); {can}"
     )
 
 

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-import grpc
-
-from convoyd.client import Client, ConvoydClientError, UnavailableError
-from convoyd.ctl import cluster, deliveries, endpoints, events, portal
+from convoyd.client import Client, ConvoydClientError
+from convoyd.ctl import cluster, deliveries, endpoints, events, failures, portal
 from convoyd.ctl.args import UsageError
+from convoyd.ctl.failures import EXIT_BROKEN_PIPE, EXIT_OK, EXIT_SERVER, EXIT_USAGE
 from convoyd.ctl.registry import CommandSet, Runner
 from convoyd.ctl.render import Output
-
-EXIT_OK = 0
-EXIT_SERVER = 1  # the server refused or failed the request
-EXIT_USAGE = 2  # bad flags (argparse's own code)
-EXIT_UNAVAILABLE = 3  # the daemon could not be reached
 
 TOP = CommandSet(None)
 
@@ -122,13 +117,11 @@ def client_from_args(args: argparse.Namespace) -> Client:
 
 
 def report(exc: ConvoydClientError, client: Client, out: Output) -> int:
-    """Prints a failed call's code, message and field violations; returns the exit code."""
-    print(f"convoyctl: {exc.code.name}: {exc.message}", file=out.err)
-    for field, description in exc.field_violations:
-        print(f"  {field}: {description}", file=out.err)
-    if exc.code == grpc.StatusCode.UNAUTHENTICATED and client.token is None:
-        print("  (no token found: use --token, $CONVOYD_TOKEN or --data-dir)", file=out.err)
-    return EXIT_UNAVAILABLE if isinstance(exc, UnavailableError) else EXIT_SERVER
+    """Tells a failed call once (its code, message and field violations); returns the exit code."""
+    failure = failures.from_client_error(
+        exc, target=client.target, token_found=client.token is not None
+    )
+    return failures.tell(failure, out)
 
 
 async def run(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -138,10 +131,21 @@ async def run(client: Client, args: argparse.Namespace, out: Output) -> int:
         async with client:
             return await runner(client, args, out)
     except UsageError as exc:
-        print(f"convoyctl: error: {exc}", file=out.err)
-        return EXIT_USAGE
+        return failures.tell(failures.usage(str(exc)), out)
     except ConvoydClientError as exc:
         return report(exc, client, out)
+
+
+def _quiet_stdout() -> None:
+    """Points standard output at /dev/null, so that what is still buffered for a reader that
+    went away (``| head -1``) is dropped instead of failing again when Python exits."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file behind sys.stdout (embedded, tests)
+        pass
+    finally:
+        os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,13 +154,17 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help and on bad usage; return the code
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    output = Output(as_json=args.json, out=sys.stdout, err=sys.stderr)
     try:
         client = client_from_args(args)
     except OSError as exc:
-        print(f"convoyctl: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    output = Output(as_json=args.json, out=sys.stdout, err=sys.stderr)
+        return failures.tell(failures.usage(str(exc)), output)
     try:
-        return asyncio.run(run(client, args, output))
+        code = asyncio.run(run(client, args, output))
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+    return code

@@ -187,7 +187,9 @@ async def attempts(client: Client, args: argparse.Namespace, out: Output) -> int
 
 
 @COMMANDS.command(
-    "retry", help="attempt a failed or discarded delivery once more now", configure=id_arg
+    "retry",
+    help="attempt a failed or discarded delivery once more now, or one waiting to retry now",
+    configure=id_arg,
 )
 async def retry(client: Client, args: argparse.Namespace, out: Output) -> int:
     out.resource(await client.retry_delivery(args.id))
@@ -223,7 +225,7 @@ def queued_text(count: int, *, dry_run: bool) -> str:
 async def batch_retry(client: Client, args: argparse.Namespace, out: Output) -> int:
     got = await client.batch_retry_deliveries(**delivery_filters(args), dry_run=args.dry_run)
     text = queued_text(got.queued_count, dry_run=args.dry_run)
-    out.result(text, {"queued_count": got.queued_count, "dry_run": args.dry_run})
+    out.result(text, {"queuedCount": got.queued_count, "dryRun": args.dry_run})
     return 0
 
 

@@ -7,6 +7,7 @@ import argparse
 from convoyd.client import Client, duration
 from convoyd.ctl import endpoint_auth
 from convoyd.ctl.args import UsageError, count, delays, fraction, header, id_arg, seconds
+from convoyd.ctl.endpoint_view import show, show_created
 from convoyd.ctl.registry import CommandSet
 from convoyd.ctl.render import Column, Output, column, field_text
 from convoyd.v1 import endpoint_pb2
@@ -50,6 +51,7 @@ MASK_OF_FLAG: dict[str, str] = {
     **dict.fromkeys(_SIGNATURE_FLAGS, "signature"),
     **dict.fromkeys(endpoint_auth.AUTH_FLAGS, "authentication"),
     **{f: f for f in ("headers", "content_type", "max_concurrency", "ordering")},
+    "send_trace_context": "send_trace_context",
     **dict.fromkeys(endpoint_auth.TLS_FLAGS, "tls"),
 }
 # The --retry-* flags each --retry strategy takes.
@@ -111,13 +113,25 @@ def endpoint_flags(parser: argparse.ArgumentParser, *, create: bool) -> None:
         help="fifo: one delivery at a time in acceptance order (a failing one holds the rest);"
         " concurrent: the default",
     )
+    add(
+        "--trace-context",
+        action=argparse.BooleanOptionalAction,
+        dest="send_trace_context",
+        help="send W3C traceparent/tracestate headers when the daemon traces (default: on);"
+        " --no-trace-context for receivers that refuse unknown headers",
+    )
     add("--retry", choices=RETRY_FLAGS, help="retry strategy ('default': the server's)")
     add("--retry-interval", type=seconds, metavar="SECONDS", help="exponential: first delay")
     add("--retry-max-interval", type=seconds, metavar="SECONDS", help="exponential: delay cap")
     add("--retry-multiplier", type=float, metavar="X", help="exponential: growth factor")
     add("--retry-max", type=count, metavar="N", help="exponential, linear: most retries")
     add("--retry-delays", type=delays, metavar="LIST", help="schedule: e.g. '5,300,1800'")
-    add("--retry-jitter", type=fraction, metavar="FRACTION", help="0 to 1 (default 0.2)")
+    add(
+        "--retry-jitter",
+        type=fraction,
+        metavar="FRACTION",
+        help="0 to 1: how much each delay varies; 0.2 (the default) varies it by ±10 %%",
+    )
     endpoint_auth.tls_flags(parser)
     if create:
         add("--secret", default="", help="the first signing secret (default: generated)")
@@ -202,7 +216,7 @@ def endpoint_from_args(
     needs_current) supplies the rest of a partial signature, authentication or TLS settings."""
     ep = endpoint_pb2.Endpoint()
     plain = ("url", "name", "description", "owner_id", "content_type")
-    for flag in (*plain, "rate_limit", "max_concurrency"):
+    for flag in (*plain, "rate_limit", "max_concurrency", "send_trace_context"):
         if getattr(args, flag) is not None:
             setattr(ep, flag, getattr(args, flag))
     for flag in ("http_timeout", "rate_limit_duration"):
@@ -231,26 +245,6 @@ def endpoint_from_args(
     return ep
 
 
-def fifo_summary(endpoint: endpoint_pb2.Endpoint) -> str:
-    """What holds a FIFO endpoint up, in words ("" when nothing does)."""
-    if not endpoint.HasField("fifo"):
-        return ""
-    waiting = endpoint.fifo.waiting
-    noun = "delivery" if waiting == 1 else "deliveries"
-    return f"{waiting} {noun} waiting behind {endpoint.fifo.head_delivery_id}"
-
-
-def show(out: Output, endpoint: endpoint_pb2.Endpoint) -> None:
-    """One endpoint as a result: whole in JSON; for people, PEM bundles summed up and a FIFO
-    endpoint's queue in words."""
-    if out.as_json:
-        out.resource(endpoint)
-        return
-    out.resource(endpoint_auth.readable(endpoint))
-    if summary := fifo_summary(endpoint):
-        out.line(f"fifo: {summary}")
-
-
 def _create_flags(parser: argparse.ArgumentParser) -> None:
     endpoint_flags(parser, create=True)
 
@@ -258,20 +252,7 @@ def _create_flags(parser: argparse.ArgumentParser) -> None:
 @COMMANDS.command("create", help="create an endpoint", configure=_create_flags)
 async def create(client: Client, args: argparse.Namespace, out: Output) -> int:
     created = await client.create_endpoint(endpoint_from_args(args), secret=args.secret)
-    if out.as_json:
-        out.resource(created)
-        return 0
-    shown = endpoint_auth.readable(created)
-    for secret in shown.secrets:
-        secret.ClearField("value")
-    out.resource(shown)
-    values = [s.value for s in created.secrets if s.value]
-    if values:
-        out.line(f"secret: {values[0]}")
-        out.note(
-            "store this signing secret with your receiver now; "
-            f"`convoyctl endpoints secret {created.id}` shows the live secrets"
-        )
+    show_created(out, created)
     return 0
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, TypedDict
 
-from convoyd.client import Client, event_request
+from convoyd.client import Client, ConvoydClientError, event_request
 from convoyd.ctl.args import (
     UsageError,
     header_flag,
@@ -123,7 +123,28 @@ async def send(client: Client, args: argparse.Namespace, out: Output) -> int:
         headers=request.headers,
     )
     out.resource(created)
+    if created.delivery_count == 0:
+        out.warning(await nothing_delivered(client, created))
     return 0
+
+
+async def nothing_delivered(client: Client, event: event_pb2.Event) -> str:
+    """Why an event made no delivery, in words: its owner has no endpoints (one extra call,
+    made only then, tells that from endpoints that take other event types), or the endpoints
+    named do not take its type."""
+    nothing = "nothing will be delivered"
+    if event.owner_id:
+        try:
+            found = await client.list_endpoints(owner_id=event.owner_id, page_size=1)
+        except ConvoydClientError:  # the event is in: a failed look-up must not fail `send`
+            found = None
+        if found is not None and not found.endpoints:
+            return f"no endpoints of owner {event.owner_id}: {nothing}"
+        return f"no endpoint of owner {event.owner_id} takes {event.event_type} events: {nothing}"
+    ids = ", ".join(event.endpoint_ids)
+    takes = "does not take" if len(event.endpoint_ids) == 1 else "do not take"
+    noun = "endpoint" if len(event.endpoint_ids) == 1 else "endpoints"
+    return f"{noun} {ids} {takes} {event.event_type} events: {nothing}"
 
 
 @COMMANDS.command("get", help="show one event with its payload", configure=id_arg)

@@ -137,7 +137,9 @@ def column(title: str, field: str, *, empty: str = "") -> Column:
 
 
 def to_dict(msg: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    """``msg`` in the proto JSON mapping with its default options, as ``buf curl`` prints it:
+    lowerCamelCase names, enum values by name, unset fields left out (docs/cli.md)."""
+    return json_format.MessageToDict(msg)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -197,3 +199,7 @@ class Output:
 
     def note(self, text: str) -> None:
         print(f"note: {text}", file=self.err)
+
+    def warning(self, text: str) -> None:
+        """Something the user should act on; on stderr in both modes."""
+        print(f"warning: {text}", file=self.err)

@@ -27,6 +27,7 @@ from convoyd.core.model import (
 from convoyd.core.outcome import ErrorKind, Outcome, Verdict, classify
 from convoyd.core.request import bearer_authorization, build_headers, redact
 from convoyd.core.states import Trigger
+from convoyd.core.tracecontext import EventTrace, with_trace_headers
 from convoyd.delivery.config import USER_AGENT, EngineConfig, SenderLike
 from convoyd.delivery.lane import Lane
 from convoyd.delivery.oauth2 import TokenCache, TokenFailure
@@ -35,6 +36,7 @@ from convoyd.delivery.recorder import Recorder
 from convoyd.delivery.sender import AttemptReport, OutboundRequest, unsent
 from convoyd.delivery.tls import material_for
 from convoyd.store.base import AttemptRecord
+from convoyd.telemetry.base import NO_TRACING, AttemptFacts, Tracing
 
 if TYPE_CHECKING:
     from convoyd.metrics import Metrics
@@ -73,9 +75,12 @@ class AttemptRunner:
         config: Callable[[], EngineConfig],
         tokens: TokenCache,
         metrics: Metrics | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
-        """``tokens``: the OAuth2 access tokens of the endpoints that use them."""
+        """``tokens``: the OAuth2 access tokens of the endpoints that use them; ``tracing``:
+        where attempt spans go (their traceparent goes in the request)."""
         self._sender = sender
+        self._tracing = tracing
         self._tokens = tokens
         self._recorder = recorder
         self._payloads = payloads
@@ -95,6 +100,8 @@ class AttemptRunner:
         endpoint = lane.endpoint
         start = self._clock()
         headers: list[tuple[str, str]] = []
+        trace: EventTrace | None = None
+        span_id = 0
         try:
             payload = await self._payloads.get(d.event_id)
         except Exception as exc:
@@ -117,6 +124,10 @@ class AttemptRunner:
                     user_agent=USER_AGENT,
                 )
                 spec = endpoint.spec
+                if payload.trace is not None and self._tracing.enabled:
+                    trace, span_id = payload.trace, self._tracing.new_span_id()
+                    if spec.send_trace_context:
+                        headers = with_trace_headers(headers, trace, span_id)
                 timeout = spec.http_timeout or self._config().default_http_timeout
                 request = OutboundRequest(
                     url=spec.url,
@@ -135,13 +146,47 @@ class AttemptRunner:
             except Exception as exc:
                 report = self._unsent(d, step, exc, start)
         try:
-            return self._conclude(lane, d, start, headers, report)
+            finished = self._conclude(lane, d, start, headers, report)
         except Exception:
             # Only a bug gets here; the delivery stays pending in the store (sent again after
             # a restart) and nothing of this attempt may hold the lane's probe or the recorder.
             lane.breaker.release(self._clock())
             self._recorder.abandon(d.id)
             raise
+        if trace is not None:
+            self._trace(trace, span_id, d, endpoint.id, start, report)
+        return finished
+
+    def _trace(
+        self,
+        trace: EventTrace,
+        span_id: int,
+        d: Delivery,
+        endpoint_id: str,
+        start: float,
+        report: AttemptReport,
+    ) -> None:
+        """Exports the attempt's span; a tracing failure is logged, never the attempt's."""
+        status = report.status or 0
+        if report.error_kind is not ErrorKind.NONE:
+            result = RESULT_OF[report.error_kind]
+        else:
+            result = AttemptResult.SUCCESS if 200 <= status < 300 else AttemptResult.HTTP_ERROR
+        facts = AttemptFacts(
+            endpoint_id=endpoint_id,
+            delivery_id=d.id,
+            event_id=d.event_id,
+            number=d.attempt_count + 1,
+            start=report.started_at or start,  # when it went out, in a sender worker maybe
+            duration=report.duration,
+            status=status,
+            result=result.value,
+            error_kind="" if report.error_kind is ErrorKind.NONE else report.error_kind.value,
+        )
+        try:
+            self._tracing.attempt(trace, span_id, facts)
+        except Exception:
+            log.exception("could not trace the attempt of delivery %s", d.id)
 
     async def _send_with_token(
         self, endpoint_id: str, auth: OAuth2Auth, request: OutboundRequest, start: float
@@ -155,7 +200,9 @@ class AttemptRunner:
         if token and report.status == 401:
             self._tokens.invalidate(endpoint_id, token)
             report, headers, token = await self._with_token(endpoint_id, auth, request)
-        return dataclasses.replace(report, duration=max(0.0, self._clock() - start)), headers
+        # The whole attempt's time, from its start here (so not the last send's start).
+        whole = max(0.0, self._clock() - start)
+        return dataclasses.replace(report, duration=whole, started_at=0.0), headers
 
     async def _with_token(
         self, endpoint_id: str, auth: OAuth2Auth, request: OutboundRequest

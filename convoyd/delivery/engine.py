@@ -45,6 +45,7 @@ from convoyd.delivery.payloads import PayloadCache
 from convoyd.delivery.recorder import Recorder
 from convoyd.errors import ConvoydError
 from convoyd.store.base import DeliveryStore, IngestWrite, Payload
+from convoyd.telemetry.base import NO_TRACING, Tracing
 
 if TYPE_CHECKING:
     from convoyd.metrics import Metrics
@@ -69,13 +70,15 @@ class Engine:
         may_start: EndpointCheck | None = None,
         tokens: TokenCache | None = None,
         on_breaker_opened: Callable[[Endpoint], None] | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         """``owns``: whether this node holds an endpoint now; ``may_start``: whether an attempt
         to it may start now (asked right before each one). None: always (a single node).
         ``tokens``: the endpoints' OAuth2 tokens (by default a cache fetching through
         ``sender``): one per engine, in the daemon, shared by all of an endpoint's attempts
         whichever sender worker makes them. ``on_breaker_opened``: told (synchronously) of each
-        endpoint whose breaker opens; whatever it raises is logged, never the engine's."""
+        endpoint whose breaker opens; whatever it raises is logged, never the engine's.
+        ``tracing``: where attempt spans go."""
         self._on_breaker_opened = on_breaker_opened
         self._store = store
         self._metrics = metrics
@@ -98,6 +101,7 @@ class Engine:
             config=lambda: self.config,
             tokens=self._tokens,
             metrics=metrics,
+            tracing=tracing,
         )
         self._ready: deque[Lane] = deque()
         self._tracked: set[str] = set()  # delivery ids held in memory (queued, timed, in flight)
@@ -221,7 +225,8 @@ class Engine:
         for write in writes:
             if not write.replay and write.deliveries and self.admit(write.deliveries):
                 event = write.event
-                self._payloads.put(event.id, Payload(data=event.data, headers=event.headers))
+                body = Payload(data=event.data, headers=event.headers, trace=event.trace)
+                self._payloads.put(event.id, body)
 
     def remember_payload(self, event_id: str, payload: Payload) -> None:
         """An event body that came with its deliveries from another node."""
@@ -249,6 +254,16 @@ class Engine:
             else:
                 self._push_timer(due, d)
         return len(self._tracked) - before
+
+    def due_again(self, deliveries: Sequence[Delivery]) -> int:
+        """Deliveries a request made due again, as committed (RetryDelivery and friends): a
+        copy still waiting in memory (timed for its old next try, or queued) gives way to it,
+        so that a retry now goes now. One in flight finishes; its outcome comes after."""
+        for d in deliveries:
+            lane = self._lanes.get(d.endpoint_id)
+            if lane is not None and d.id in self._tracked and d.id not in lane.sending:
+                self._memory.forget_waiting(lane, d.id)
+        return self.admit(deliveries)
 
     def endpoint_changed(self, endpoint: Endpoint) -> None:
         """A committed change; an endpoint without a lane gets one if this node holds it."""

@@ -22,7 +22,7 @@ class LocalFeed:
         self._engine.accepted(writes)
 
     def deliveries_due(self, deliveries: Sequence[Delivery]) -> None:
-        self._engine.admit(deliveries)
+        self._engine.due_again(deliveries)
         self._hub.publish(deliveries)
 
     def endpoints_changed(self, endpoints: Sequence[Endpoint]) -> None:

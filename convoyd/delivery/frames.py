@@ -95,11 +95,14 @@ def report_fields(r: AttemptReport) -> tuple[Any, ...]:
         r.duration,
         r.retry_after,
         r.internal,
+        r.started_at,
     )
 
 
 def report(fields: Sequence[Any]) -> AttemptReport:
-    status, headers, body, truncated, kind, error, remote, duration, retry_after, internal = fields
+    first, rest = fields[:10], fields[10:]
+    status, headers, body, truncated, kind, error, remote, duration, retry_after, internal = first
+    started_at = rest[0] if rest else 0.0  # ten fields: a report without its send time
     return AttemptReport(
         status=status,
         headers=headers,
@@ -111,4 +114,5 @@ def report(fields: Sequence[Any]) -> AttemptReport:
         duration=duration,
         retry_after=retry_after,
         internal=internal,
+        started_at=started_at,
     )

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from convoyd.core.model import Delivery, DeliveryStatus
 from convoyd.errors import ResourceExhaustedError, UnavailableError
 from convoyd.store.base import AttemptRecord, DeliveryStore
+from convoyd.telemetry.base import NO_TRACING, Tracing
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,11 @@ class Recorder:
         *,
         clock: Callable[[], float] | None = None,
         processing_after: float = PROCESSING_AFTER,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
+        """``tracing``: each batch write is a span of its own."""
         self._store = store
+        self._tracing = tracing
         self._clock = clock or time.time
         self._processing_after = processing_after
         # Attempts running and not yet marked PROCESSING, oldest first: delivery id ->
@@ -175,7 +179,8 @@ class Recorder:
             batch, self._buffer = self._buffer, []
             self._processing.clear()
             try:
-                await self._store.record(batch)
+                with self._tracing.store_write("record", len(batch)):
+                    await self._store.record(batch)
             except (ResourceExhaustedError, UnavailableError) as exc:
                 # Keep the outcomes and try again; until then they are only in memory, which
                 # is safe: the deliveries stay pending in the store and would be re-sent.

@@ -90,6 +90,9 @@ class AttemptReport:
     duration: float  # seconds
     retry_after: str | None  # the raw Retry-After response header
     internal: bool = False  # convoyd's own error (see unsent), not the network's or the receiver's
+    # When the request went out (wall clock, where it was sent: maybe a sender worker); 0 if
+    # it never did. The attempt's span starts here (convoyd.telemetry).
+    started_at: float = 0.0
 
 
 class _PeerResponse(aiohttp.ClientResponse):
@@ -272,7 +275,7 @@ class Sender:
     async def _attempt(
         self, session: aiohttp.ClientSession, request: OutboundRequest
     ) -> AttemptReport:
-        started = time.monotonic()
+        started, wall = time.monotonic(), time.time()
         target = self._targets.get(request.url) or self._new_target(request.url)
         if target is None:
             return no_answer(ErrorKind.NETWORK, "invalid URL", time.monotonic() - started)
@@ -305,7 +308,7 @@ class Sender:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             kind, text = describe(exc, request.timeout, host)
             if response is None:
-                return no_answer(kind, text, time.monotonic() - started)
+                return no_answer(kind, text, time.monotonic() - started, started_at=wall)
             response.close()  # mid-body: the connection cannot be reused
             return AttemptReport(
                 status=response.status,
@@ -317,6 +320,7 @@ class Sender:
                 remote_address=response.peer,
                 duration=time.monotonic() - started,
                 retry_after=None,
+                started_at=wall,
             )
         except Exception as exc:
             # Not the network: aiohttp refuses a header byte (ValueError), or a bug. Still one
@@ -345,6 +349,7 @@ class Sender:
             remote_address=response.peer,
             duration=time.monotonic() - started,
             retry_after=headers.get("Retry-After"),
+            started_at=wall,
         )
 
     async def _tls_context(self, material: TlsMaterial) -> ssl.SSLContext | None:
@@ -375,7 +380,12 @@ class Sender:
 
 
 def no_answer(
-    kind: ErrorKind, text: str, duration: float = 0.0, *, internal: bool = False
+    kind: ErrorKind,
+    text: str,
+    duration: float = 0.0,
+    *,
+    internal: bool = False,
+    started_at: float = 0.0,
 ) -> AttemptReport:
     """The report of an attempt that got no HTTP answer: a timeout, a network error, a blocked
     address, or (``internal``) convoyd's own failure to make it (see :func:`unsent`)."""
@@ -390,6 +400,7 @@ def no_answer(
         duration=duration,
         retry_after=None,
         internal=internal,
+        started_at=started_at,
     )
 
 

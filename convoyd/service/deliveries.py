@@ -7,7 +7,8 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from convoyd.core import states
+from convoyd.core import lifecycle, states
+from convoyd.core.lifecycle import Again
 from convoyd.core.model import (
     RETRYABLE_STATUSES,
     Attempt,
@@ -29,6 +30,13 @@ from convoyd.store.base import DeliveryQuery, Store
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 BATCH_RETRY_CHUNK = 500
+# The status reason a request leaves, by (request, whether the delivery was waiting to retry).
+_REASONS = {
+    (Again.RETRY, False): "a retry requested",
+    (Again.RETRY, True): "retry now requested",
+    (Again.RESEND, False): "a resend requested",
+    (Again.RESEND, True): "a resend requested",
+}
 
 
 def check_query(query: DeliveryQuery) -> None:
@@ -87,19 +95,14 @@ class DeliveryManager:
             cursor=lambda attempt: str(attempt.number),
         )
 
-    async def _send_again(
-        self, delivery_id: str, *, allowed: frozenset[DeliveryStatus], what: str
-    ) -> Delivery:
+    async def _send_again(self, delivery_id: str, request: Again) -> Delivery:
         require_id("dl", delivery_id, "delivery_id")
         now = self._clock()
         changes: list[EndpointStatusChange] = []
 
         def change(d: Delivery, endpoint: Endpoint) -> tuple[Delivery, Endpoint]:
-            if d.status not in allowed:
-                names = " or ".join(sorted(s.value for s in allowed))
-                raise FailedPreconditionError(
-                    f"delivery {d.id} is {d.status.value}; {what} needs {names}"
-                )
+            # The delivery's own rules first: refused whatever the endpoint's state.
+            lifecycle.sent_again(d, request, now=now, reason="")
             status = endpoint.status
             if status is EndpointStatus.PAUSED:
                 raise FailedPreconditionError(f"endpoint {endpoint.id} is paused; resume it first")
@@ -129,13 +132,12 @@ class DeliveryManager:
                     updated_at=now,
                 )
             return (
-                dataclasses.replace(
+                lifecycle.sent_again(
                     d,
-                    status=DeliveryStatus.SCHEDULED,
-                    status_reason=f"{what} requested",
-                    next_attempt_at=now,
-                    attempt_limit=d.attempt_count + 1,
-                    updated_at=now,
+                    request,
+                    now=now,
+                    reason=_REASONS[request, d.status is DeliveryStatus.RETRY],
+                    probe=bool(changes),
                 ),
                 endpoint,
             )
@@ -148,14 +150,13 @@ class DeliveryManager:
         return delivery
 
     async def retry(self, delivery_id: str) -> Delivery:
-        """FAILURE or DISCARDED → one attempt now (on an INACTIVE endpoint: the probe)."""
-        return await self._send_again(delivery_id, allowed=RETRYABLE_STATUSES, what="a retry")
+        """FAILURE or DISCARDED → one attempt now; RETRY → its next try now, attempt count and
+        schedule kept (on an INACTIVE endpoint either is the probe: one attempt)."""
+        return await self._send_again(delivery_id, Again.RETRY)
 
     async def force_resend(self, delivery_id: str) -> Delivery:
         """SUCCESS → sent once more."""
-        return await self._send_again(
-            delivery_id, allowed=frozenset({DeliveryStatus.SUCCESS}), what="a resend"
-        )
+        return await self._send_again(delivery_id, Again.RESEND)
 
     async def batch_retry(self, query: DeliveryQuery, *, dry_run: bool) -> int:
         """Counts the matching FAILURE/DISCARDED deliveries and (unless dry_run) queues them

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from convoyd.core import signing, states
+from convoyd.core.addresses import IPNetwork
 from convoyd.core.ids import new_id
 from convoyd.core.model import (
     ApiKeyAuth,
@@ -34,6 +35,7 @@ from convoyd.core.validation import (
     validate_secret,
 )
 from convoyd.errors import FieldViolation, ResourceExhaustedError, ValidationError
+from convoyd.service.endpoint_warnings import endpoint_warnings
 from convoyd.service.feed import WorkFeed
 from convoyd.service.listing import page_of
 from convoyd.store.base import Guard, Store
@@ -63,6 +65,8 @@ UPDATABLE_FIELDS = frozenset(
         # Read when a delivery starts: a change applies from the next one that starts, and
         # attempts already in flight finish as they are.
         "ordering",
+        # Read by each attempt: applies from the next one.
+        "send_trace_context",
     }
 )
 
@@ -140,12 +144,21 @@ class EndpointManager:
         clock: Clock,
         rng: random.Random,
         limits: Limits | None = None,
+        allowed: Callable[[], Sequence[IPNetwork]] = tuple,
     ) -> None:
+        """``allowed``: the address guard's allow-list in force (delivery.allow_cidrs, which a
+        reload may change), read for each endpoint's warnings."""
         self._store = store
         self._feed = feed
         self._clock = clock
         self._rng = rng
         self.limits = limits or Limits()
+        self._allowed = allowed
+
+    def warnings(self, endpoint: Endpoint) -> list[str]:
+        """Advice about ``endpoint`` as configured (Endpoint.warnings), under the allow-list
+        in force now."""
+        return endpoint_warnings(endpoint.spec, self._allowed())
 
     def notify_changed(
         self, endpoint: Endpoint, change: EndpointStatusChange | None = None

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from convoyd.core import routing
 from convoyd.core.ids import MonotonicIds
 from convoyd.core.model import Delivery, DeliveryStatus, Endpoint, Event, EventInput, Page
+from convoyd.core.tracecontext import EventTrace, TraceParent
 from convoyd.core.validation import (
     Limits,
     event_violations,
@@ -22,6 +23,7 @@ from convoyd.errors import AlreadyExistsError, NotFoundError, ValidationError
 from convoyd.service.feed import WorkFeed
 from convoyd.service.listing import page_of
 from convoyd.store.base import EventQuery, IngestNeeds, IngestSnapshot, IngestWrite, Store
+from convoyd.telemetry.base import NO_TRACING, IngestSpan, Tracing
 
 if TYPE_CHECKING:
     from convoyd.metrics import Metrics
@@ -58,6 +60,7 @@ class EventManager:
         limits: Limits | None = None,
         feed: WorkFeed,
         metrics: Metrics | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -69,14 +72,44 @@ class EventManager:
         self._limits = limits or Limits()
         self._feed = feed
         self._metrics = metrics
+        self._tracing = tracing
+
+    @property
+    def tracing(self) -> bool:
+        """Whether calls are traced (and their callers' trace context is worth reading)."""
+        return self._tracing.enabled
 
     def set_limits(self, *, max_payload_bytes: int, idempotency_window: float) -> None:
         """New limits (SIGHUP); they apply to the next call."""
         self._max_payload = max_payload_bytes
         self._window = idempotency_window
 
-    async def create(self, events: Sequence[EventInput], *, batch: bool = False) -> list[Event]:
-        """Accepts every event or none; returns only once they are durably stored."""
+    async def create(
+        self,
+        events: Sequence[EventInput],
+        *,
+        batch: bool = False,
+        method: str = "",
+        parent: TraceParent | None = None,
+        tracestate: str = "",
+    ) -> list[Event]:
+        """Accepts every event or none; returns only once they are durably stored. With
+        tracing on, ``method`` names the RPC and ``parent``/``tracestate`` are the caller's
+        trace context, which the events join (docs/tracing.md)."""
+        if not self._tracing.enabled:
+            return [w.event for w in await self._accept(events, batch, None)]
+        span = self._tracing.ingest(method, len(events), parent, tracestate)
+        try:
+            writes = await self._accept(events, batch, span)
+        except BaseException as exc:
+            span.end((), exc)
+            raise
+        span.end(writes)
+        return [w.event for w in writes]
+
+    async def _accept(
+        self, events: Sequence[EventInput], batch: bool, span: IngestSpan | None
+    ) -> list[IngestWrite]:
         if batch and not events:
             raise ValidationError.single("requests", "is empty")
         if len(events) > MAX_BATCH:
@@ -95,6 +128,7 @@ class EventManager:
         # Only an idempotency key needs the payload's hash (to tell a replay from a conflict).
         hashes = [payload_hash(e) if e.idempotency_key else b"" for e in events]
 
+        traces = span.event_traces(len(events)) if span is not None else [None] * len(events)
         needs = IngestNeeds(
             endpoint_ids=frozenset(i for e in events if not e.owner_id for i in e.endpoint_ids),
             owner_ids=frozenset(e.owner_id for e in events if e.owner_id),
@@ -105,15 +139,19 @@ class EventManager:
         def build(reader: IngestSnapshot) -> list[IngestWrite]:
             seen: dict[str, IngestWrite] = {}  # idempotency keys earlier in this same batch
             return [
-                self._plan(reader, event, digest, now, f"requests[{i}]" if batch else "", seen)
-                for i, (event, digest) in enumerate(zip(events, hashes, strict=True))
+                self._plan(reader, event, digest, now, f"requests[{i}]" if batch else "", seen, t)
+                for i, (event, digest, t) in enumerate(zip(events, hashes, traces, strict=True))
             ]
 
-        writes = await self._store.ingest(needs, build)
+        if span is None:
+            writes = await self._store.ingest(needs, build)
+        else:
+            with span.store_write():
+                writes = await self._store.ingest(needs, build)
         if self._metrics is not None:
             self._metrics.ingested(writes)
         self._feed.events_accepted(writes)
-        return [w.event for w in writes]
+        return writes
 
     def _plan(
         self,
@@ -123,15 +161,16 @@ class EventManager:
         now: float,
         where: str,
         seen: dict[str, IngestWrite],
+        trace: EventTrace | None = None,
     ) -> IngestWrite:
         """What storing ``event`` writes: a replay of the event its idempotency key names, or
-        a new event with a delivery to each endpoint it routes to. ``seen`` holds the keys
-        planned earlier in the same batch."""
+        a new event with a delivery to each endpoint it routes to (its trace: ``trace``).
+        ``seen`` holds the keys planned earlier in the same batch."""
         key = event.idempotency_key
         if key and (replay := self._replay(reader, key, digest, now, where, seen)) is not None:
             return replay
         targets = _targets(reader, event, where)
-        write = self._new_write(event, digest, now, targets)
+        write = self._new_write(event, digest, now, targets, trace)
         if key:
             seen[key] = write
         return write
@@ -161,7 +200,12 @@ class EventManager:
         return IngestWrite(event=original, payload_hash=original_hash, replay=True)
 
     def _new_write(
-        self, event: EventInput, digest: bytes, now: float, targets: Sequence[Endpoint]
+        self,
+        event: EventInput,
+        digest: bytes,
+        now: float,
+        targets: Sequence[Endpoint],
+        trace: EventTrace | None,
     ) -> IngestWrite:
         """A new event and its deliveries to those of ``targets`` that take its type."""
         # Drawn before the delivery ids, so a seeded rng keeps giving the same ids.
@@ -195,6 +239,7 @@ class EventManager:
                 headers=dict(event.headers),
                 created_at=now,
                 delivery_count=len(deliveries),
+                trace=trace,
             ),
             payload_hash=digest,
             deliveries=deliveries,

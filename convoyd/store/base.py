@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from convoyd.core.health import HealthHour
 from convoyd.core.model import (
     Attempt,
     Delivery,
@@ -20,6 +21,7 @@ from convoyd.core.model import (
     PortalLink,
     PortalSession,
 )
+from convoyd.core.tracecontext import EventTrace
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,6 +142,8 @@ class AttemptRecord:
 class Payload:
     data: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: Where the event's attempts join its trace (tracing on); None: nowhere.
+    trace: EventTrace | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -260,6 +264,17 @@ class Store(Protocol):
 
     async def fifo_backlog(self, endpoint_id: str) -> tuple[Delivery | None, int]:
         """The endpoint's head (as fifo_heads) and how many pending deliveries wait behind it."""
+
+    async def health_hours(
+        self, endpoint_ids: Sequence[str], *, since: float, until: float, latency: bool = True
+    ) -> list[HealthHour]:
+        """The delivery health counters (core/health.py) of these endpoints for the hours
+        that start in [since, until), by endpoint and hour, in one query; an hour without
+        an attempt has no row. Without ``latency`` only the counts are read (the response
+        times left empty): a seventh of the columns, for the endpoints list. ``record``
+        adds to them in its own transaction, counting only the attempts it stores; they go
+        with their endpoint, and ``prune`` removes those of hours that ended before its
+        cutoff."""
 
     async def record(self, records: Sequence[AttemptRecord]) -> None:
         """Stores attempts and delivery updates, in order, in one transaction. The latest

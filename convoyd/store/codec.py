@@ -11,6 +11,7 @@ import json
 import json.encoder
 from typing import Any, Protocol
 
+from convoyd.core import tracecontext
 from convoyd.core.model import (
     ApiKeyAuth,
     Attempt,
@@ -35,6 +36,7 @@ from convoyd.core.model import (
     SignatureHash,
     SignatureScheme,
 )
+from convoyd.store.base import Payload
 
 # json.dumps builds a new C encoder on every call, which costs twice the encoding of the small
 # header lists and id lists written with every event and attempt; this one is built once. It
@@ -131,6 +133,7 @@ def spec_to_json(spec: EndpointSpec) -> str:
             "client_certificate_not_after": spec.tls.client_certificate_not_after,
         },
         "ordering": spec.ordering.value,
+        "send_trace_context": spec.send_trace_context,
     }
     return json.dumps(doc, separators=(",", ":"))
 
@@ -213,6 +216,8 @@ def spec_from_row(url: str, name: str, owner_id: str, spec_json: str) -> Endpoin
         tls=None if (tls := doc.get("tls")) is None else EndpointTls(**tls),
         # Rows written before FIFO endpoints existed have no "ordering": they are concurrent.
         ordering=Ordering(doc.get("ordering", Ordering.CONCURRENT.value)),
+        # Rows written before trace context existed have none: it is on.
+        send_trace_context=doc.get("send_trace_context", True),
     )
 
 
@@ -293,6 +298,7 @@ EVENT_NAMES = (
     "idempotency_key",
     "delivery_count",
     "created_at",
+    "trace_context",  # migration 5: JSON of core.tracecontext.EventTrace, or NULL
 )
 EVENT_COLUMNS = ", ".join(EVENT_NAMES)
 EVENT_INSERT_NAMES = (*EVENT_NAMES, "payload_hash")
@@ -361,6 +367,7 @@ def event_from_row(row: Row) -> Event:
         idempotency_key=row["idempotency_key"] or "",
         delivery_count=row["delivery_count"],
         created_at=from_us(row["created_at"]),
+        trace=tracecontext.decode(row["trace_context"]),
     )
 
 
@@ -376,7 +383,18 @@ def event_insert_row(event: Event, payload_hash: bytes) -> tuple[Any, ...]:
         event.idempotency_key or None,
         event.delivery_count,
         to_us(event.created_at),
+        None if event.trace is None else tracecontext.encode(event.trace),
         payload_hash,
+    )
+
+
+def payload_from_row(row: Row) -> Payload:
+    """An event's body, headers and trace as the engine sends them (``id, data, headers,
+    trace_context``)."""
+    return Payload(
+        data=row["data"],
+        headers=json.loads(row["headers"]),
+        trace=tracecontext.decode(row["trace_context"]),
     )
 
 

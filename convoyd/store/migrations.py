@@ -148,6 +148,33 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX deliveries_pending ON deliveries (endpoint_id, id)"
         " WHERE status IN ('processing', 'retry', 'scheduled')",
     ),
+    # 5: an event's place in a trace (W3C trace context, JSON; docs/tracing.md), NULL without.
+    ("ALTER TABLE events ADD COLUMN trace_context TEXT",),
+    # 6: delivery health: an endpoint's attempts per UTC hour that started in it, ok and
+    # failed, and their response times in the fixed histogram of core/health.py (a column
+    # per bucket: lat_00 counts those under 1 ms, ..., lat_24 those of 60 s or more). Added
+    # to as attempts are recorded (store/health_sql.py); pruned with retention.
+    (
+        """
+        CREATE TABLE endpoint_health (
+            endpoint_id TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
+            hour_start  INTEGER NOT NULL,  -- the hour's start, microseconds since the epoch
+            ok          INTEGER NOT NULL,
+            failed      INTEGER NOT NULL,
+            lat_00 INTEGER NOT NULL, lat_01 INTEGER NOT NULL, lat_02 INTEGER NOT NULL,
+            lat_03 INTEGER NOT NULL, lat_04 INTEGER NOT NULL, lat_05 INTEGER NOT NULL,
+            lat_06 INTEGER NOT NULL, lat_07 INTEGER NOT NULL, lat_08 INTEGER NOT NULL,
+            lat_09 INTEGER NOT NULL, lat_10 INTEGER NOT NULL, lat_11 INTEGER NOT NULL,
+            lat_12 INTEGER NOT NULL, lat_13 INTEGER NOT NULL, lat_14 INTEGER NOT NULL,
+            lat_15 INTEGER NOT NULL, lat_16 INTEGER NOT NULL, lat_17 INTEGER NOT NULL,
+            lat_18 INTEGER NOT NULL, lat_19 INTEGER NOT NULL, lat_20 INTEGER NOT NULL,
+            lat_21 INTEGER NOT NULL, lat_22 INTEGER NOT NULL, lat_23 INTEGER NOT NULL,
+            lat_24 INTEGER NOT NULL,
+            PRIMARY KEY (endpoint_id, hour_start)
+        ) STRICT, WITHOUT ROWID
+        """,
+        "CREATE INDEX endpoint_health_hour ON endpoint_health (hour_start)",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
+from convoyd.core.health import HealthHour
 from convoyd.core.model import (
     Attempt,
     Delivery,
@@ -38,7 +39,7 @@ from convoyd.core.model import (
     PortalSession,
 )
 from convoyd.settings import PostgresSettings
-from convoyd.store import pg_retention
+from convoyd.store import pg_health, pg_retention
 from convoyd.store.base import (
     ApiToken,
     AttemptRecord,
@@ -165,6 +166,13 @@ class PostgresStore:
 
     async def fifo_backlog(self, endpoint_id: str) -> tuple[Delivery | None, int]:
         return await self._events.fifo_backlog(endpoint_id)
+
+    async def health_hours(
+        self, endpoint_ids: Sequence[str], *, since: float, until: float, latency: bool = True
+    ) -> list[HealthHour]:
+        return await pg_health.health_hours(
+            self._db, endpoint_ids, since=since, until=until, latency=latency
+        )
 
     async def record(
         self, records: Sequence[AttemptRecord], *, fence: Fence | None = None, node_id: str = ""

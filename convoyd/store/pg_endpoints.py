@@ -17,7 +17,7 @@ import asyncpg
 
 from convoyd.core.model import Endpoint, EndpointStatus, Secret
 from convoyd.errors import FailedPreconditionError, NotFoundError
-from convoyd.store import codec
+from convoyd.store import codec, pg_health
 from convoyd.store.base import ApiToken, EndpointEdit, Guard
 from convoyd.store.pg_connections import PgConnections, columns
 from convoyd.store.where import Where
@@ -218,6 +218,7 @@ class PgEndpointTables:
                 raise NotFoundError(f"endpoint {endpoint_id} not found")
             await conn.execute(_LOCK_ENDPOINT_DELIVERIES, endpoint_id)
             await conn.execute(_DELETE_ENDPOINT_ATTEMPTS, endpoint_id)
+            await conn.execute(pg_health.DELETE_ENDPOINT, endpoint_id)  # no foreign key there
             await conn.execute("DELETE FROM endpoints WHERE id = $1", endpoint_id)
 
         await self._db.transaction(job)

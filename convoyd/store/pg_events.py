@@ -10,16 +10,15 @@ for a delivery it updates in the same statement.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
 
-from convoyd.core.model import Attempt, Delivery, DeliveryStatus, Endpoint, Event
+from convoyd.core.lifecycle import AGAIN, Again, sent_again
+from convoyd.core.model import Attempt, Delivery, Endpoint, Event
 from convoyd.errors import NotFoundError
-from convoyd.store import codec
+from convoyd.store import codec, pg_health
 from convoyd.store.base import (
     AttemptRecord,
     DeliveryEdit,
@@ -50,7 +49,7 @@ _PG_TYPES = {
             "text",
             "id event_id endpoint_id delivery_id owner_id event_type endpoint_ids headers"
             " idempotency_key status status_reason result request_url request_headers"
-            " response_headers error remote_address value",
+            " response_headers error remote_address value trace_context",
         ),
         ("bytea", "data payload_hash response_body"),
         (
@@ -140,15 +139,18 @@ _INSERT_INGEST = (
 # UPDATE's own row lock is the check instead, at no extra cost: it waits for a concurrent
 # delete to end and skips the row that delete removed; once taken, it makes delete_endpoint
 # wait for this batch to commit, and then delete the attempt with the others (pg_endpoints.py).
-# A batch retried after a lost connection may repeat an attempt: DO NOTHING.
+# A batch retried after a lost connection may repeat an attempt: DO NOTHING. The attempts
+# inserted are counted into the delivery health counters by the rest of the statement
+# (pg_health.COUNT_INSERTED).
 _ATTEMPTS_OF_UPDATED = (
-    f" INSERT INTO attempts ({codec.ATTEMPT_COLUMNS})"  # noqa: S608 - constant columns
+    f", inserted AS (INSERT INTO attempts ({codec.ATTEMPT_COLUMNS})"  # noqa: S608 - constant columns
     f" SELECT * FROM {_unnest(codec.ATTEMPT_NAMES)} AS u({codec.ATTEMPT_COLUMNS})"
     " WHERE u.delivery_id IN (SELECT id FROM updated) ON CONFLICT DO NOTHING"
+    f" RETURNING {pg_health.INSERTED})" + pg_health.COUNT_INSERTED
 )
 _RECORD = (
-    f"WITH updated AS ({_update_deliveries(len(codec.ATTEMPT_NAMES) + 1)} RETURNING d.id)"
-    + _ATTEMPTS_OF_UPDATED
+    f"WITH updated AS ({_update_deliveries(len(codec.ATTEMPT_NAMES) + 1)}"
+    " RETURNING d.id, d.endpoint_id)" + _ATTEMPTS_OF_UPDATED
 )
 _UPDATE_DELIVERIES = _update_deliveries(1)
 
@@ -162,7 +164,7 @@ _RECORD_FENCED = (
     " AS f(id, shard, epoch) JOIN cluster_shards AS s ON s.shard = f.shard"
     f" AND s.epoch = f.epoch AND s.node_id = ${_FENCE_AT + 3}),"
     f" updated AS ({_update_deliveries(len(codec.ATTEMPT_NAMES) + 1)}"
-    " AND u.id IN (SELECT id FROM held) RETURNING d.id)" + _ATTEMPTS_OF_UPDATED
+    " AND u.id IN (SELECT id FROM held) RETURNING d.id, d.endpoint_id)" + _ATTEMPTS_OF_UPDATED
 )
 
 # Which shard, at which epoch, this node holds an endpoint's deliveries in; None: not held.
@@ -232,9 +234,10 @@ class PgEventTables:
         if not ids:
             return {}
         rows = await self._db.fetch(
-            "SELECT id, data, headers FROM events WHERE id = ANY($1::text[])", ids
+            "SELECT id, data, headers, trace_context FROM events WHERE id = ANY($1::text[])",
+            ids,
         )
-        return {r["id"]: Payload(data=r["data"], headers=json.loads(r["headers"])) for r in rows}
+        return {r["id"]: codec.payload_from_row(r) for r in rows}
 
     # -- deliveries -----------------------------------------------------------------------
 
@@ -371,17 +374,13 @@ class PgEventTables:
 
         async def job(conn: asyncpg.Connection) -> list[Delivery]:
             rows = await conn.fetch(select, *where.params, limit)
+            # The rule is the one of RetryDelivery (convoyd.core.lifecycle), row by row; a row
+            # it refuses (one being sent, one that succeeded) is left as it is.
             changed = [
-                dataclasses.replace(
-                    codec.delivery_from_row(r),
-                    status=DeliveryStatus.SCHEDULED,
-                    status_reason=reason,
-                    next_attempt_at=now,
-                    updated_at=now,
-                )
-                for r in rows
+                sent_again(d, Again.RETRY, now=now, reason=reason)
+                for d in map(codec.delivery_from_row, rows)
+                if (Again.RETRY, d.status) in AGAIN
             ]
-            changed = [dataclasses.replace(d, attempt_limit=d.attempt_count + 1) for d in changed]
             if changed:
                 updates = [codec.delivery_update_row(d) for d in changed]
                 await conn.execute(

@@ -68,7 +68,7 @@ import asyncpg
 
 from convoyd.core.ids import id_floor
 from convoyd.core.model import PENDING_STATUSES, DeliveryStatus
-from convoyd.store import codec
+from convoyd.store import codec, pg_health
 from convoyd.store.base import Pruned
 from convoyd.store.filters import PENDING
 from convoyd.store.pg_connections import UNREACHABLE, PgConnections, unavailable
@@ -345,6 +345,8 @@ class _Run:
                 yield pruned
         async for pruned in self._delete_keys():
             yield pruned
+        # The delivery health counters of hours past the cutoff (not counted in Pruned).
+        await pg_health.prune(self._conn, cutoff=self._cutoff, transaction=_in_transaction)
         await self._vacuum()
 
     async def _vacuum(self) -> None:

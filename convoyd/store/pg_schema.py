@@ -230,6 +230,35 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX deliveries_pending ON deliveries (endpoint_id, id)"
         " WHERE status IN ('processing', 'retry', 'scheduled')",
     ),
+    # 5: an event's place in a trace (W3C trace context, JSON; docs/tracing.md), NULL without.
+    # Added to the partitioned table, so to every partition, without rewriting a row.
+    ("ALTER TABLE events ADD COLUMN trace_context text",),
+    # 6: delivery health, as SQLite's migration 6 (store/pg_health.py): an endpoint's
+    # attempts per UTC hour, ok and failed, and their response times in core/health.py's
+    # fixed histogram, a column per bucket. Not partitioned, and no foreign key (pg_health.py
+    # says why); the row of the current hour is updated by every recorded batch, so pages
+    # are left half free for HOT updates.
+    (
+        """
+        CREATE TABLE endpoint_health (
+            endpoint_id text COLLATE "C" NOT NULL,
+            hour_start  bigint NOT NULL,  -- the hour's start, microseconds since the epoch
+            ok          bigint NOT NULL,
+            failed      bigint NOT NULL,
+            lat_00 bigint NOT NULL, lat_01 bigint NOT NULL, lat_02 bigint NOT NULL,
+            lat_03 bigint NOT NULL, lat_04 bigint NOT NULL, lat_05 bigint NOT NULL,
+            lat_06 bigint NOT NULL, lat_07 bigint NOT NULL, lat_08 bigint NOT NULL,
+            lat_09 bigint NOT NULL, lat_10 bigint NOT NULL, lat_11 bigint NOT NULL,
+            lat_12 bigint NOT NULL, lat_13 bigint NOT NULL, lat_14 bigint NOT NULL,
+            lat_15 bigint NOT NULL, lat_16 bigint NOT NULL, lat_17 bigint NOT NULL,
+            lat_18 bigint NOT NULL, lat_19 bigint NOT NULL, lat_20 bigint NOT NULL,
+            lat_21 bigint NOT NULL, lat_22 bigint NOT NULL, lat_23 bigint NOT NULL,
+            lat_24 bigint NOT NULL,
+            PRIMARY KEY (endpoint_id, hour_start)
+        ) WITH (fillfactor = 50)
+        """,
+        "CREATE INDEX endpoint_health_hour ON endpoint_health (hour_start)",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

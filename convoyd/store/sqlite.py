@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+from convoyd.core.health import HealthHour
 from convoyd.core.model import (
     Attempt,
     Delivery,
@@ -20,7 +21,7 @@ from convoyd.core.model import (
     PortalLink,
     PortalSession,
 )
-from convoyd.store import sqlite_retention
+from convoyd.store import health_sql, sqlite_retention
 from convoyd.store.base import (
     ApiToken,
     AttemptRecord,
@@ -143,6 +144,13 @@ class SqliteStore:
 
     async def fifo_backlog(self, endpoint_id: str) -> tuple[Delivery | None, int]:
         return await self._events.fifo_backlog(endpoint_id)
+
+    async def health_hours(
+        self, endpoint_ids: Sequence[str], *, since: float, until: float, latency: bool = True
+    ) -> list[HealthHour]:
+        return await health_sql.health_hours(
+            self._db, endpoint_ids, since=since, until=until, latency=latency
+        )
 
     async def record(self, records: Sequence[AttemptRecord]) -> None:
         await self._events.record(records)

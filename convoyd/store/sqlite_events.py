@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from convoyd.core.model import Attempt, Delivery, DeliveryStatus, Endpoint, Event
+from convoyd.core.lifecycle import AGAIN, Again, sent_again
+from convoyd.core.model import Attempt, Delivery, Endpoint, Event
 from convoyd.errors import NotFoundError
-from convoyd.store import bulk, codec
+from convoyd.store import bulk, codec, health_sql
 from convoyd.store.base import (
     AttemptRecord,
     DeliveryEdit,
@@ -148,13 +148,13 @@ class EventTables:
                 chunk = ids[start : start + 500]
                 where = Where().among("id", chunk)
                 rows += conn.execute(
-                    f"SELECT id, data, headers FROM events {where.sql()}",  # noqa: S608 - constant clauses, bound values
+                    f"SELECT id, data, headers, trace_context FROM events {where.sql()}",  # noqa: S608 - constant clauses, bound values
                     where.params,
                 ).fetchall()
             return rows
 
         rows = await self._db.read(job) if ids else []
-        return {r["id"]: Payload(data=r["data"], headers=json.loads(r["headers"])) for r in rows}
+        return {r["id"]: codec.payload_from_row(r) for r in rows}
 
     # -- deliveries -----------------------------------------------------------------------
 
@@ -228,9 +228,13 @@ class EventTables:
         # delivery; UPDATE ... FROM would apply an arbitrary one of them).
         latest = {r.delivery.id: r.delivery for r in batch}
         updates = [codec.delivery_update_row(d) for d in latest.values()]
+        # The health counters of the batch, counted here rather than in the writer's thread.
+        counted = health_sql.Counted(batch, attempts)
 
         def job(conn: sqlite3.Connection) -> None:
-            bulk.run(conn, _INSERT_ATTEMPTS, attempts)
+            health_sql.insert_counted(
+                conn, counted, lambda: bulk.run(conn, _INSERT_ATTEMPTS, attempts)
+            )
             bulk.run(conn, _UPDATE_DELIVERIES, updates)
 
         await self._db.write(job)
@@ -260,17 +264,13 @@ class EventTables:
                 " ORDER BY id LIMIT ?",
                 (*where.params, limit),
             ).fetchall()
+            # The rule is the one of RetryDelivery (convoyd.core.lifecycle), row by row; a row
+            # it refuses (one being sent, one that succeeded) is left as it is.
             changed = [
-                dataclasses.replace(
-                    codec.delivery_from_row(r),
-                    status=DeliveryStatus.SCHEDULED,
-                    status_reason=reason,
-                    next_attempt_at=now,
-                    updated_at=now,
-                )
-                for r in rows
+                sent_again(d, Again.RETRY, now=now, reason=reason)
+                for d in map(codec.delivery_from_row, rows)
+                if (Again.RETRY, d.status) in AGAIN
             ]
-            changed = [dataclasses.replace(d, attempt_limit=d.attempt_count + 1) for d in changed]
             conn.executemany(_UPDATE_DELIVERY, [_update_values(d) for d in changed])
             return changed
 

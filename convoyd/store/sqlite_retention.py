@@ -27,6 +27,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from convoyd.core.ids import id_floor
+from convoyd.store import health_sql
 from convoyd.store.base import Pruned
 from convoyd.store.connections import SqliteConnections
 
@@ -148,6 +149,8 @@ async def prune(
             yield step
         if not after:
             break
+    # The delivery health counters of hours past the cutoff (not counted in Pruned).
+    await health_sql.prune(db, cutoff=now - period)
     if mode != _INCREMENTAL:
         return
     _, free_after = await db.write(_free_pages)

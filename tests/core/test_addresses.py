@@ -14,6 +14,7 @@ from convoyd.core.addresses import (
     blocked_reason,
     ipv4_from_legacy,
     parse_allow_list,
+    refused_host,
     url_host_problem,
 )
 
@@ -283,3 +284,30 @@ def test_legacy_ipv4_spellings(host: str, address: str | None) -> None:
 
 def test_a_long_host_is_not_echoed_whole() -> None:
     assert len(url_host_problem("a" * 10_000) or "") < 200
+
+
+@pytest.mark.parametrize(
+    ("url", "allow", "refused"),
+    [
+        ("http://127.0.0.1:8000/webhooks", (), "127.0.0.1 (loopback)"),
+        ("http://127.0.0.1:8000/webhooks", ("127.0.0.0/8",), None),
+        ("http://[::1]:8000/in", (), "::1 (loopback)"),
+        ("http://[::ffff:10.0.0.7]/in", (), "::ffff:a00:7 (IPv4-mapped private)"),
+        ("https://10.1.2.3/in", ("10.0.0.0/8",), None),
+        ("http://169.254.169.254/latest", ("10.0.0.0/8",), "169.254.169.254 (cloud metadata)"),
+        ("http://8.8.8.8/in", (), None),  # public
+        ("http://LOCALHOST:8000/in", (), "localhost (127.0.0.1 and ::1: loopback)"),
+        # The resolver's blocked answers are dropped: one allowed address of localhost will do.
+        ("http://localhost:8000/in", ("127.0.0.0/8",), None),
+        ("http://localhost:8000/in", ("::1",), None),
+        # Other names are judged when an attempt connects, by what they resolve to then.
+        ("https://hooks.example.invalid/in", (), None),
+        ("http://receiver.localhost/in", (), None),
+        ("not a url", (), None),
+        ("http://[::1/in", (), None),  # unparseable: validation speaks for it
+    ],
+)
+def test_refused_host_is_decided_without_a_lookup(
+    url: str, allow: tuple[str, ...], refused: str | None
+) -> None:
+    assert refused_host(url, parse_allow_list(allow)) == refused

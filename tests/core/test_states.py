@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from convoyd.core.model import EndpointStatus
-from convoyd.core.states import DISCARDS_NEW_EVENTS, TRANSITIONS, Trigger, transition
+from convoyd.core.states import ACTIONS, DISCARDS_NEW_EVENTS, TRANSITIONS, Trigger, transition
 from convoyd.errors import FailedPreconditionError
 
 A, INACTIVE, P, N = (
@@ -44,7 +44,51 @@ def test_every_pair_is_either_the_documented_move_or_refused(
         with pytest.raises(FailedPreconditionError) as info:
             transition(state, trigger)
         message = str(info.value)
-        assert state.value in message and "only from" in message
+        assert state.value in message
+        if trigger in ACTIONS:  # a person's request: what they can do instead, nothing else
+            can = message.rsplit("; ", 1)[1]
+            offered = [t for t in ACTIONS if t.value in can]
+            assert offered == [t for t in ACTIONS if (state, t) in EXPECTED]
+            for internal in set(Trigger) - set(ACTIONS):
+                assert internal.value.replace("_", " ") not in message
+                assert internal.value not in message
+
+
+@pytest.mark.parametrize(
+    ("state", "trigger", "message"),
+    [
+        (
+            A,
+            Trigger.RESUME,
+            "cannot resume an endpoint that is active (only a paused one can be resumed);"
+            " you can pause it",
+        ),
+        (
+            INACTIVE,
+            Trigger.RESUME,
+            "cannot resume an endpoint that is inactive (only a paused one can be resumed);"
+            " you can pause or activate it",
+        ),
+        (
+            P,
+            Trigger.PAUSE,
+            "cannot pause an endpoint that is paused (only an active, inactive or pending one"
+            " can be paused); you can resume it",
+        ),
+        (
+            A,
+            Trigger.ACTIVATE,
+            "cannot activate an endpoint that is active (only an inactive or pending one can be"
+            " activated); you can pause it",
+        ),
+    ],
+)
+def test_a_refusal_names_only_what_a_person_can_do(
+    state: EndpointStatus, trigger: Trigger, message: str
+) -> None:
+    with pytest.raises(FailedPreconditionError) as info:
+        transition(state, trigger)
+    assert str(info.value) == message
 
 
 def test_the_table_has_no_move_the_design_lacks() -> None:

@@ -84,7 +84,7 @@ def test_occupied_port_fails_with_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.startswith("convoyd:")]
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"convoyd: http_listen 127.0.0.1:{port}: cannot listen"), lines
+    assert lines[0].startswith(f"convoyd: http_listen 127.0.0.1:{port} is in use by"), lines
 
 
 def test_data_dir_that_is_a_file_fails_clearly(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ import pytest
 
 from convoyd.core.model import DeliveryStatus
 from convoyd.settings import PostgresSettings
-from convoyd.store import pg_schema
-from convoyd.store.base import IngestNeeds
+from convoyd.store import codec, pg_schema
+from convoyd.store.base import IngestWrite
 from convoyd.store.pg import PostgresStore
 from convoyd.store.pg_connections import DAYS_AHEAD, PgConnections
 from tests.store.contract_data import endpoint, event_write, outcome
@@ -37,6 +37,34 @@ async def test_nodes_starting_at_once_apply_each_migration_once(postgres_dsn: st
         await asyncio.gather(*(n.close() for n in nodes))
 
 
+# Event columns later migrations added (5: trace_context), which a version-2 database lacks.
+_LATER_EVENT_COLUMNS = ("trace_context",)
+
+
+async def _insert_as_version_2(dsn: str, write: IngestWrite) -> None:
+    """``write``'s event and deliveries as a convoyd of schema version 2 stored them (today's
+    ingest writes columns that schema does not have)."""
+    names = [n for n in codec.EVENT_INSERT_NAMES if n not in _LATER_EVENT_COLUMNS]
+    row = dict(
+        zip(codec.EVENT_INSERT_NAMES, codec.event_insert_row(write.event, b"h"), strict=True)
+    )
+    conn = await asyncpg.connect(dsn)
+    try:
+        marks = ", ".join(f"${n}" for n in range(1, len(names) + 1))
+        await conn.execute(
+            f"INSERT INTO events ({', '.join(names)}) VALUES ({marks})",  # noqa: S608 - constant columns
+            *(row[n] for n in names),
+        )
+        marks = ", ".join(f"${n}" for n in range(1, len(codec.DELIVERY_NAMES) + 1))
+        for d in write.deliveries:
+            await conn.execute(
+                f"INSERT INTO deliveries ({codec.DELIVERY_COLUMNS}) VALUES ({marks})",  # noqa: S608 - constant columns
+                *codec.delivery_to_row(d),
+            )
+    finally:
+        await conn.close()
+
+
 async def test_migration_3_drops_the_foreign_key_of_attempts_on_a_database_at_version_2(
     postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -48,9 +76,17 @@ async def test_migration_3_drops_the_foreign_key_of_attempts_on_a_database_at_ve
         ep = endpoint()
         await old.insert_endpoint(ep)
         w = event_write([ep])
-        await old.ingest(IngestNeeds(), lambda _: [w])
         (d,) = w.deliveries
-        await old.record([outcome(d, 1, DeliveryStatus.RETRY)])
+        await _insert_as_version_2(postgres_dsn, w)
+        # Its attempt as that convoyd stored it: today's record() also counts into the table
+        # of migration 6 (delivery health), which a version-2 database lacks.
+        attempt = outcome(d, 1, DeliveryStatus.RETRY).attempt
+        assert attempt is not None
+        marks = ", ".join(f"${n}" for n in range(1, len(codec.ATTEMPT_NAMES) + 1))
+        await old._db.execute(
+            f"INSERT INTO attempts ({codec.ATTEMPT_COLUMNS}) VALUES ({marks})",  # noqa: S608 - constant columns
+            *codec.attempt_to_row(attempt),
+        )
     finally:
         await old.close()
     monkeypatch.undo()
