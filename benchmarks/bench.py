@@ -10,6 +10,10 @@ its send time in each payload); CPU and peak RSS come from /proc of every convoy
 
 ``--store postgres`` runs every scenario on the PostgreSQL store, each on a fresh database of
 one server (benchmarks/pgbench_support.py), and adds PostgreSQL's own CPU to (a).
+``--postgres-dir DIR`` makes that server's data directory under DIR: put it on the kind of
+volume PostgreSQL runs on in production (the report's ``postgres_server.data_dir`` names the file
+system and whether it is mounted with online ``discard``, which stalls every fsync while a
+dropped partition's blocks are trimmed: docs/operations.md, "Retention").
 ``--nodes 1 2 3`` (with ``--store postgres`` or ``both``) adds the scenario ``cluster``: that many
 convoyd nodes on one database, for each count (benchmarks/bench_cluster.py).
 ``--only retention`` runs the scenario ``retention``: the accept → delivered latency with pruning
@@ -554,11 +558,11 @@ def yardstick(port: int, size: Size) -> dict[str, Any]:
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
-def start_postgres() -> BenchPostgres:
+def start_postgres(parent: Path | None = None) -> BenchPostgres:
     sys.path.insert(0, str(ROOT))  # tests.pgserver and benchmarks.* from a plain script run
     from benchmarks.pgbench_support import BenchPostgres
 
-    return BenchPostgres().start()
+    return BenchPostgres(parent).start()
 
 
 async def run_scenario(
@@ -578,7 +582,11 @@ async def run_scenario(
 
 
 async def run_all(
-    size: Size, only: list[str], store: str = "sqlite", nodes: list[int] | None = None
+    size: Size,
+    only: list[str],
+    store: str = "sqlite",
+    nodes: list[int] | None = None,
+    postgres_dir: Path | None = None,
 ) -> dict[str, Any]:
     stores = STORES[store]
     receiver = subprocess.Popen(
@@ -596,7 +604,7 @@ async def run_all(
     postgres = None
     try:
         if "postgres" in stores:
-            postgres = start_postgres()
+            postgres = start_postgres(postgres_dir)
             results["postgres_server"] = postgres.info
         # The machine's speed drifts (a shared VM): the yardstick runs at the start and again
         # right after each scenario (a), and (a) is read against the two around it.
@@ -616,7 +624,9 @@ async def run_all(
                     from benchmarks.bench_retention import run_retention
 
                     on_postgres = postgres if kind == "postgres" else None
-                    result = await run_retention(port, on_postgres, smoke=size == SMOKE)
+                    result = await run_retention(
+                        port, on_postgres, smoke=size == SMOKE, yardstick=runs[-1]["per_second"]
+                    )
                 elif name == TRACING:
                     sys.path.insert(0, str(ROOT))  # benchmarks.* from a plain script run
                     from benchmarks.bench_tracing import run_tracing
@@ -714,8 +724,16 @@ def main() -> None:
         type=int,
         help="the cluster scenario with these node counts (default 1 2 3 with --only cluster)",
     )
+    parser.add_argument(
+        "--postgres-dir",
+        type=Path,
+        help="where the bench's own PostgreSQL server keeps its data (default: the temporary"
+        " directory); the report names its file system and whether it trims online (discard)",
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
+    if args.postgres_dir is not None and not args.postgres_dir.is_dir():
+        parser.error(f"--postgres-dir: {args.postgres_dir} is not a directory")
     only = args.only or [*SCENARIOS, *([CLUSTER] if args.nodes else [])]
     nodes = args.nodes or [1, 2, 3]
     if (args.nodes or CLUSTER in only) and args.store == "sqlite":
@@ -727,7 +745,7 @@ def main() -> None:
     import uvloop
 
     size = SMOKE if args.smoke else FULL
-    results = uvloop.run(run_all(size, only, args.store, nodes))
+    results = uvloop.run(run_all(size, only, args.store, nodes, args.postgres_dir))
     text = json.dumps(results, indent=2)
     print(text)
     print(table(results), file=sys.stderr)

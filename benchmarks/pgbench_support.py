@@ -73,11 +73,39 @@ def _reaped_cpu_seconds(pid: int) -> float:
     return (int(fields[13]) + int(fields[14])) / TICKS
 
 
-class BenchPostgres:
-    """One PostgreSQL server for a bench run; a fresh database for each scenario run on it."""
+def mount_of(path: Path, mounts: str | None = None) -> dict[str, Any]:
+    """The file system ``path`` lies on, from /proc/mounts (or ``mounts``, its text): its type
+    and whether it is mounted with online ``discard``. With it, ext4 trims the blocks of a
+    file as their truncation commits, and every fsync meanwhile waits: dropping a partition of
+    hundreds of megabytes then stalls the server's WAL flushes (docs/operations.md,
+    "Retention")."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return {}
+    target = str(path.resolve())
+    best: tuple[str, str, list[str]] | None = None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) > len(best[0])):
+            best = (point, fields[2], fields[3].split(","))
+    if best is None:
+        return {}
+    point, kind, options = best
+    return {"mount_point": point, "fs": kind, "online_discard": "discard" in options}
 
-    def __init__(self) -> None:
-        self.server = PostgresServer.from_env(settings=DURABLE)
+
+class BenchPostgres:
+    """One PostgreSQL server for a bench run; a fresh database for each scenario run on it.
+    ``parent``: where its data directory is made (None: the system's temporary directory)."""
+
+    def __init__(self, parent: Path | None = None) -> None:
+        self.server = PostgresServer.from_env(settings=DURABLE, parent=parent)
         self.postmaster: int | None = None
         self.info: dict[str, Any] = {}
         self._made = 0
@@ -100,6 +128,8 @@ class BenchPostgres:
             **shown,
             "cpu_measured": self.postmaster is not None,
         }
+        if self.server.managed:
+            self.info["data_dir"] = mount_of(self.server.data_dir)
         return self
 
     def stop(self) -> None:

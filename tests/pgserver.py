@@ -112,8 +112,11 @@ class PostgresServer:
         external_dsn: str | None = None,
         bindir: Path | None = None,
         settings: Mapping[str, str] | None = None,
+        parent: Path | None = None,
     ) -> None:
         self.external_dsn = external_dsn or None
+        # Where the data directory is made (None: the system's temporary directory).
+        self.parent = parent
         # Server settings over SERVER_SETTINGS (a benchmark wants a durable server).
         self.settings = {**dict(SERVER_SETTINGS), **(settings or {})}
         self._bindir = bindir
@@ -125,9 +128,13 @@ class PostgresServer:
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] = os.environ, *, settings: Mapping[str, str] | None = None
+        cls,
+        env: Mapping[str, str] = os.environ,
+        *,
+        settings: Mapping[str, str] | None = None,
+        parent: Path | None = None,
     ) -> PostgresServer:
-        return cls(external_dsn=env.get(EXTERNAL_DSN_VARIABLE), settings=settings)
+        return cls(external_dsn=env.get(EXTERNAL_DSN_VARIABLE), settings=settings, parent=parent)
 
     @property
     def managed(self) -> bool:
@@ -162,7 +169,7 @@ class PostgresServer:
             raise PostgresServerError("the server was started already")
         bindir = self._bindir or find_bindir()
         self._bindir = bindir
-        self._base = Path(tempfile.mkdtemp(prefix="convoyd-pg-"))
+        self._base = Path(tempfile.mkdtemp(prefix="convoyd-pg-", dir=self.parent))
         atexit.register(self.stop)
         try:
             if os.geteuid() == 0:
