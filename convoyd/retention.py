@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from convoyd.errors import ConvoydError
 from convoyd.metrics import Metrics
@@ -29,6 +29,12 @@ log = logging.getLogger("convoyd.retention")
 BATCH = 200
 # The size gauge is read this often even when runs are hours apart.
 SIZE_EVERY = 60.0
+# The least rest after a step that dropped a partition (PostgreSQL): the server's work for a
+# drop (unlinking the files, every session replanning the table's statements) costs the hot
+# writes a little each; drops back to back let it pile up into the delivery p99, while drops
+# seconds apart each pass unseen (benchmarks/bench_retention.py, the days path). A day's three
+# partitions then take a few seconds, once a day.
+DROP_REST = 3.0
 # The first run comes one interval after start, but never later than this: a daemon that is
 # restarted more often than its interval still prunes.
 FIRST_RUN_BY = 300.0
@@ -56,16 +62,21 @@ class Retention:
         metrics: Metrics | None = None,
         batch: int = BATCH,
         pace: float = 1.0,
+        drop_rest: float = DROP_REST,
         monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        """``pace``: seconds of rest after each step per second the step took (0: none)."""
+        """``pace``: seconds of rest after each step per second the step took (0: none);
+        ``drop_rest``: the least rest after a step that dropped a partition."""
         self._store = store
         self._settings = settings
         self._clock = clock
         self._metrics = metrics
         self._batch = batch
         self._pace = pace
+        self._drop_rest = drop_rest
         self._monotonic = monotonic
+        self._sleep = sleep
         self._task: asyncio.Task[None] | None = None
         self.runs = 0  # complete runs so far
 
@@ -96,8 +107,12 @@ class Retention:
                     if self._metrics is not None:
                         self._metrics.pruned(step)
                     # Rest as long as the step took: pruning takes at most about half of the
-                    # store's time, in short steps spread out, never in one long burst.
-                    await asyncio.sleep(self._pace * (self._monotonic() - stepped))
+                    # store's time, in short steps spread out, never in one long burst; and
+                    # drops of whole partitions seconds apart (DROP_REST).
+                    rest = self._pace * (self._monotonic() - stepped)
+                    if step.partitions:
+                        rest = max(rest, self._drop_rest)
+                    await self._sleep(rest)
                     stepped = self._monotonic()
             except ConvoydError as exc:
                 log.warning("retention run stopped, trying again at the next interval: %s", exc)

@@ -101,3 +101,38 @@ async def test_a_run_the_store_stops_keeps_its_count_but_not_its_end_time() -> N
     assert sample(metrics, "convoyd_retention_pruned_total", kind="events") == 2
     assert sample(metrics, "convoyd_retention_last_run_timestamp_seconds") == 0
     assert retention.runs == 0
+
+
+class DropsThenDeletes:
+    """A store whose pruning drops two partitions, then deletes rows."""
+
+    def prune(self, *, now: float, period: float, batch: int) -> AsyncIterator[Pruned]:
+        async def steps() -> AsyncIterator[Pruned]:
+            yield Pruned(partitions=1, deliveries=100)
+            yield Pruned(partitions=1, attempts=100)
+            yield Pruned(events=3, deliveries=3)
+
+        return steps()
+
+
+async def test_partition_drops_are_spaced_by_the_drop_rest_and_row_steps_by_the_pace() -> None:
+    rests: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        rests.append(seconds)
+
+    ticks = iter(range(100))  # every step takes 1 s of this clock
+    retention = Retention(
+        DropsThenDeletes(),  # type: ignore[arg-type]
+        settings=lambda: RetentionSettings(period=60),
+        clock=lambda: LATER,
+        pace=0.5,
+        drop_rest=4.0,
+        monotonic=lambda: float(next(ticks)),
+        sleep=sleep,
+    )
+
+    assert await retention.run_once() == Pruned(
+        partitions=2, events=3, deliveries=103, attempts=100
+    )
+    assert rests == [4.0, 4.0, 0.5]

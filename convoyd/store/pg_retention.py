@@ -9,21 +9,22 @@ or the cutoff is before 1970):
 - Whole days. The partitions of day D (events_pD, deliveries_pD, attempts_pD) go when the day
   lies wholly before the cutoff (D + 1 day <= cutoff), before yesterday (a day that
   ensure_partitions would make again stays), and deliveries_pD holds no waiting delivery. They
-  go one partition per step, deliveries first, so that the retention loop's rest after each
-  step (retention.py) spreads the work of unlinking a day's files, which falls on the server
-  after the commit: dropped together, a day's files cost the hot writes a burst of I/O that
-  the benchmark showed in the p99. A partition's rows are counted first (a big one's from the
-  table statistics once (auto)vacuum or analyze has set them, else exactly), without a lock
-  that would hold the hot writes for the count; then one statement, a transaction of its own,
-  locks the parent and the partition (lock_timeout 50 ms, tried _LOCK_TRIES times a run: a
-  busy table is tried again next run), for deliveries checks again that nothing waits (so
-  nothing slips in between), and drops it. The parent is locked for a moment: the statement
-  is a DO block, so no round trip to the client lies between the lock and the commit, and a
-  drop only changes the catalog, whatever the partition's size (no foreign key refers to a
-  partition: pg_schema.py). Once deliveries_pD has gone nothing of the day can wait again, so
-  a day left without it (a run that ended between steps) has its other partitions dropped by
-  the next run, after checking that the DEFAULT partitions hold none of the day's deliveries
-  and attempts (a day whose deliveries partition was never made keeps them there).
+  go one partition per step, deliveries first, and the retention loop rests at least DROP_REST
+  seconds after each (retention.py): the server's work for a drop (unlinking the files after the
+  commit, every session's cached plans of the table invalidated) costs the hot writes a little,
+  and drops back to back piled it up into the delivery p99 of the benchmark, while drops seconds
+  apart did not show. A partition's rows are counted first (a big one's from the table
+  statistics once (auto)vacuum or analyze has set them, else exactly), without a lock that would
+  hold the hot writes for the count; then one statement, a transaction of its own, locks the
+  parent and the partition (lock_timeout 50 ms, tried _LOCK_TRIES times a run: a busy table is
+  tried again next run), for deliveries checks again that nothing waits (so nothing slips in
+  between), and drops it. The parent is locked for a moment: the statement is a DO block, so no
+  round trip to the client lies between the lock and the commit, and a drop only changes the
+  catalog, whatever the partition's size (no foreign key refers to a partition: pg_schema.py).
+  Once deliveries_pD has gone nothing of the day can wait again, so a day left without it (a run
+  that ended between steps) has its other partitions dropped by the next run, after checking
+  that the DEFAULT partitions hold none of the day's deliveries and attempts (a day whose
+  deliveries partition was never made keeps them there).
 - Rows, where a whole day cannot go: a day past the cutoff holding a waiting delivery, the
   DEFAULT partitions, and, with a period under a day, the part of each day before the cutoff.
   With a period of a day or more, an event of a day not yet wholly past the cutoff waits for
