@@ -86,6 +86,11 @@ class ClusterFeed:
         self._flush_scheduled = False
         self._notifying = False
         self._inbox: dict[str, set[str]] = {}
+        # Endpoints whose committed change is being read, and the deliveries for them that came
+        # meanwhile: admitted once the change is applied (a just-created endpoint has no lane
+        # before that, and its first deliveries would otherwise wait for the slow poll).
+        self._loading: set[str] = set()
+        self._parked: list[Delivery] = []
         self._has_mail = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: Listener | None = None
@@ -145,6 +150,9 @@ class ClusterFeed:
             if membership.owns(d.endpoint_id):
                 continue
             owner = membership.owner_of(d.endpoint_id)
+            if owner == self._node:
+                # Handed back since the last heartbeat: who took it is not known here yet.
+                owner = None
             box = self._work.setdefault(owner, {})
             box[d.id] = (list(codec.delivery_to_row(d)), body)
         if self._work:
@@ -318,6 +326,12 @@ class ClusterFeed:
         for event_id, payload in payloads.items():
             if event_id in wanted:
                 self._engine.remember_payload(event_id, payload)
+        # A node sends an endpoint's change before the work for it, so a change not yet
+        # applied here is in the inbox or being read.
+        changing = self._inbox.get("e", set()) | self._loading
+        if changing:
+            self._parked.extend(d for d in mine if d.endpoint_id in changing)
+            mine = [d for d in mine if d.endpoint_id not in changing]
         self._engine.admit(mine)
 
     async def _apply(self, inbox: dict[str, set[str]]) -> None:
@@ -327,11 +341,26 @@ class ClusterFeed:
             self._engine.endpoint_deleted(endpoint_id)
         changed = [i for i in inbox.get("e", ()) if i not in deleted and owns(i)]
         if changed:
-            for endpoint in await self._cluster.endpoints(changed):
-                self._engine.endpoint_changed(endpoint)
+            self._loading.update(changed)
+            try:
+                for endpoint in await self._cluster.endpoints(changed):
+                    self._engine.endpoint_changed(endpoint)
+            finally:
+                self._loading.difference_update(changed)
+                self._admit_parked()
+        elif self._parked:
+            self._admit_parked()
         watched = inbox.get("c", set()) if self._hub.watching else set()
         if watched:
             self._hub.publish(await self._cluster.deliveries(sorted(watched)))
+
+    def _admit_parked(self) -> None:
+        """The parked deliveries whose endpoint's change is applied (or failed to load: then the
+        engine takes what it has a lane for, and the slow poll finds the rest)."""
+        waiting = self._inbox.get("e", set()) | self._loading
+        parked = self._parked
+        self._parked = [d for d in parked if d.endpoint_id in waiting]
+        self._engine.admit(d for d in parked if d.endpoint_id not in waiting)
 
 
 def _dumps(message: dict[str, Any]) -> str:
