@@ -57,12 +57,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime
 import enum
 import functools
 import logging
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import asyncpg
@@ -70,8 +68,8 @@ import asyncpg
 from convoyd.core.ids import id_floor
 from convoyd.core.model import PENDING_STATUSES, DeliveryStatus
 from convoyd.store import codec, pg_health
+from convoyd.store import pg_retention_sql as sql
 from convoyd.store.base import Pruned
-from convoyd.store.filters import PENDING
 from convoyd.store.pg_connections import UNREACHABLE, PgConnections, unavailable
 from convoyd.store.pg_schema import DAY, day_start
 
@@ -88,13 +86,9 @@ _ENDED_VALUES = frozenset(s.value for s in ENDED)
 # pending deliveries (filters.PENDING) say the same only while these two sets cover them all.
 assert set(DeliveryStatus) == ENDED | PENDING_STATUSES
 
-# How long a whole-day drop may wait for the tables (the hot writes queue behind it meanwhile).
-_LOCK_WAIT = "50ms"
 # How often a run tries to lock a busy table for a drop, and the pause between tries.
 _LOCK_TRIES = 4
 _LOCK_PAUSE = 0.25
-# The SQLSTATE a whole-day drop raises to roll itself back when a delivery waits after all.
-_STILL_WAITING = "CVRW1"
 # Client-side limit for counting a day's rows and for VACUUM, which may take minutes on a big
 # day; neither blocks the hot writes.
 _SLOW_STATEMENT = 3600.0
@@ -104,115 +98,9 @@ _ESTIMATE_ABOVE = 100_000
 _VACUUM_BASE = 1000
 _VACUUM_SCALE = 0.2
 _VACUUM_COST_DELAY = "2ms"  # autovacuum's default: I/O paced, the hot writes first
-_RELTUPLES = "SELECT relname, greatest(reltuples, 0) AS n FROM pg_class WHERE relname = ANY($1)"
 # A step that loses a race (deadlock, serialization) is run again from the start.
 _RERUN = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 _TRIES = 8
-
-# Deliveries first: once a day's deliveries have gone, none of its events can wait again.
-_DROP_ORDER = ("deliveries", "attempts", "events")
-_DAY_PARTITION = re.compile(r"(events|deliveries|attempts)_p(\d{4})(\d{2})(\d{2})")
-_PARTITIONS = (
-    "SELECT c.relname FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid"
-    " WHERE i.inhparent IN ('events'::regclass, 'deliveries'::regclass, 'attempts'::regclass)"
-)
-
-
-def _candidates(table: str) -> str:
-    """Up to $6 events of ``table`` with ids in [$1, $2) after the cursor $3 that have no
-    waiting delivery (ids in [$4, $5)) as this statement sees them."""
-    return (
-        f"SELECT e.id FROM {table} AS e WHERE e.id >= $1 AND e.id < $2 AND e.id > $3"  # noqa: S608 - constant table
-        " AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.event_id = e.id"
-        f" AND d.id >= $4 AND d.id < $5 AND d.status IN ({PENDING}))"
-        " ORDER BY e.id LIMIT $6"
-    )
-
-
-# The events table (its partitions by range), or only its DEFAULT partition.
-_CANDIDATES = {table: _candidates(table) for table in ("events", "events_default")}
-
-
-# Every candidate's deliveries, whatever their status: filtering on status here would let a
-# row that a concurrent transaction moved back to waiting drop out of the lock instead. No
-# ORDER BY id: it can tempt the planner into walking the day's primary key instead of the
-# event index (a deadlock with another locker is retried anyway).
-_LOCK_DELIVERIES = (
-    "SELECT id, event_id, status FROM deliveries"
-    " WHERE event_id = ANY($1::text[]) AND id >= $2 AND id < $3 FOR UPDATE"
-)
-
-
-def _delete(table: str, column: str) -> str:
-    """Deletes the rows of ``table`` whose ``column`` is one of $1 within [$2, $3); answers how
-    many went from which partition."""
-    return (
-        f"WITH gone AS (DELETE FROM {table} WHERE {column} = ANY($1::text[])"  # noqa: S608 - constant names
-        f" AND {column} >= $2 AND {column} < $3 RETURNING tableoid)"
-        " SELECT tableoid::regclass::text AS part, count(*) AS n FROM gone GROUP BY tableoid"
-    )
-
-
-_DELETE_ATTEMPTS = _delete("attempts", "delivery_id")
-_DELETE_DELIVERIES = _delete("deliveries", "id")
-_DELETE_EVENTS = _delete("events", "id")
-# The created_at condition is evaluated again on a row a concurrent ingest has just taken over
-# (and made young): such a key stays.
-_DELETE_KEYS = (
-    "DELETE FROM idempotency_keys WHERE key = ANY(ARRAY(SELECT key FROM idempotency_keys"
-    " WHERE created_at < $1 ORDER BY created_at LIMIT $2)) AND created_at < $1"
-)
-_SIZE = (
-    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint AS n FROM pg_class AS c"
-    " WHERE c.relkind = 'r' AND c.relnamespace = to_regnamespace(current_schema())"
-)
-
-
-def _waiting(dl: str) -> str:
-    """Whether the deliveries partition ``dl`` holds a waiting delivery (the partial index)."""
-    # Names come from the catalog and match _DAY_PARTITION: no quoting needed.
-    return f"EXISTS (SELECT 1 FROM {dl} WHERE status IN ({PENDING}))"  # noqa: S608 - catalog names
-
-
-def _drop_partition(table: str, part: str) -> str:
-    """The statement that drops ``part``, a day partition of ``table`` (module docstring). Sent
-    alone, outside a transaction block, it is a transaction of its own that commits as soon as
-    it ends: the parent stays locked for no round trip to the client. The parent is locked
-    before the partition, as every query of the table takes them: one holding the parent and
-    waiting for the partition would otherwise deadlock with the drop."""
-    recheck = ""
-    if table == "deliveries":
-        recheck = f"""
-            IF {_waiting(part)} THEN
-                RAISE EXCEPTION 'a delivery of {part} waits' USING ERRCODE = '{_STILL_WAITING}';
-            END IF;"""
-    return f"""
-        DO $$ BEGIN
-            SET LOCAL lock_timeout = '{_LOCK_WAIT}';
-            SET LOCAL synchronous_commit = off;
-            LOCK TABLE ONLY {table}, {part} IN ACCESS EXCLUSIVE MODE;{recheck}
-            DROP TABLE {part};
-        END $$
-    """
-
-
-# Whether a DEFAULT partition holds rows of a day whose own partition of that table is missing
-# ($1, $2: the day's id range for the table's partition key).
-_IN_DEFAULT = {
-    "deliveries": "SELECT EXISTS (SELECT 1 FROM deliveries_default WHERE id >= $1 AND id < $2)",
-    "attempts": (
-        "SELECT EXISTS (SELECT 1 FROM attempts_default"
-        " WHERE delivery_id >= $1 AND delivery_id < $2)"
-    ),
-}
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Day:
-    """A UTC day's partitions, by parent table (a day may lack one if making it failed)."""
-
-    start: float
-    names: dict[str, str]
 
 
 class _Kept(enum.Enum):
@@ -223,49 +111,11 @@ class _Kept(enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Range:
-    """Events to prune by rows: ``table`` (the parent or its DEFAULT partition), ids in
-    [low, high), and the ids their deliveries can have."""
-
-    table: str
-    low: str
-    high: str
-    deliveries_low: str
-    deliveries_high: str
-
-
-def _event_range(table: str, start: float | None, end: float) -> _Range:
-    """Events of ``table`` created in [start, end) (start None: since ever). Their deliveries
-    were made at the same instants, so in the same days: from start's day to end's."""
-    last_day = day_start(end - 0.001)  # of the last millisecond before ``end``
-    return _Range(
-        table=table,
-        low="" if start is None else id_floor("ev", start),
-        high=id_floor("ev", end),
-        deliveries_low="" if start is None else id_floor("dl", day_start(start)),
-        deliveries_high=id_floor("dl", last_day + DAY),
-    )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class _Step:
     pruned: Pruned
     after: str  # the cursor for the next step; '' when none is left
     # Rows deleted, by the partition they were deleted from.
     parts: dict[str, int] = dataclasses.field(default_factory=dict)
-
-
-def _days(names: Iterable[str]) -> list[_Day]:
-    """The day partitions among ``names``, by day, oldest first."""
-    days: dict[float, dict[str, str]] = {}
-    for name in names:
-        match = _DAY_PARTITION.fullmatch(name)
-        if match is None:
-            continue  # the DEFAULT partitions
-        table, year, month, day = match.groups()
-        start = datetime.datetime(int(year), int(month), int(day), tzinfo=datetime.UTC)
-        days.setdefault(start.timestamp(), {})[table] = name
-    return [_Day(start, days[start]) for start in sorted(days)]
 
 
 async def _in_transaction(
@@ -325,8 +175,8 @@ class _Run:
         self._dead = dead  # rows deleted from each partition since its last VACUUM
 
     async def steps(self) -> AsyncIterator[Pruned]:
-        days = _days(r["relname"] for r in await self._conn.fetch(_PARTITIONS))
-        ranges: list[_Range] = []
+        days = sql.days(r["relname"] for r in await self._conn.fetch(sql.PARTITIONS))
+        ranges: list[sql.Range] = []
         for day in days:
             kept: _Kept | None = _Kept.BY_ROWS
             if self._droppable(day):
@@ -340,7 +190,7 @@ class _Run:
                     kept = None
             if kept is _Kept.BY_ROWS and "events" in day.names:
                 ranges.extend(self._rows_of(day))
-        ranges.append(_event_range("events_default", None, self._cutoff))
+        ranges.append(sql.event_range("events_default", None, self._cutoff))
         for events in ranges:
             async for pruned in self._delete_rows(events):
                 yield pruned
@@ -356,7 +206,7 @@ class _Run:
             return
         sizes = {
             r["relname"]: float(r["n"])
-            for r in await self._conn.fetch(_RELTUPLES, list(self._dead))
+            for r in await self._conn.fetch(sql.RELTUPLES, list(self._dead))
         }
         due = sorted(
             part
@@ -388,38 +238,38 @@ class _Run:
         )
         return int(exact)
 
-    def _droppable(self, day: _Day) -> bool:
+    def _droppable(self, day: sql.Day) -> bool:
         yesterday = day_start(self._now) - DAY
         return day.start + DAY <= self._cutoff and day.start < yesterday
 
-    def _rows_of(self, day: _Day) -> list[_Range]:
+    def _rows_of(self, day: sql.Day) -> list[sql.Range]:
         """The range of the day's events to prune by rows, if any."""
         end = day.start + DAY
         if end <= self._cutoff:
-            return [_event_range("events", day.start, end)]
+            return [sql.event_range("events", day.start, end)]
         if not self._by_day and day.start < self._cutoff:
-            return [_event_range("events", day.start, self._cutoff)]
+            return [sql.event_range("events", day.start, self._cutoff)]
         return []
 
     # -- whole days -----------------------------------------------------------------------
 
-    async def _drop(self, day: _Day) -> AsyncIterator[Pruned | _Kept]:
+    async def _drop(self, day: sql.Day) -> AsyncIterator[Pruned | _Kept]:
         """Drops the day's partitions one per step, deliveries first (module docstring),
         yielding what each took; ends with a _Kept instead when the rest of the day stays."""
         # Attempts are partitioned by their delivery's id: one range serves both checks.
         low, high = id_floor("dl", day.start), id_floor("dl", day.start + DAY)
-        for table, query in _IN_DEFAULT.items():
+        for table, query in sql.IN_DEFAULT.items():
             # The day's rows of a table whose partition is missing live in its DEFAULT
             # partition, out of the drops' reach: the day is then pruned by rows.
             if table not in day.names and await self._conn.fetchval(query, low, high):
                 yield _Kept.BY_ROWS
                 return
         if "deliveries" in day.names and await self._conn.fetchval(
-            f"SELECT {_waiting(day.names['deliveries'])}"
+            f"SELECT {sql.waiting(day.names['deliveries'])}"
         ):
             yield _Kept.BY_ROWS
             return
-        for table in _DROP_ORDER:
+        for table in sql.DROP_ORDER:
             part = day.names.get(table)
             if part is None:
                 continue
@@ -434,7 +284,7 @@ class _Run:
         """Drops one partition; None once it has gone, else why it stays."""
         for tries_left in reversed(range(_LOCK_TRIES)):
             try:
-                await self._conn.execute(_drop_partition(table, part))
+                await self._conn.execute(sql.drop_partition(table, part))
             except asyncpg.LockNotAvailableError:
                 if tries_left:
                     await asyncio.sleep(_LOCK_PAUSE)
@@ -442,7 +292,7 @@ class _Run:
                 log.info("retention: %s is busy, dropped next run", part)
                 return _Kept.LATER
             except asyncpg.PostgresError as exc:
-                if exc.sqlstate != _STILL_WAITING:
+                if exc.sqlstate != sql.STILL_WAITING:
                     raise
                 return _Kept.BY_ROWS
             return None
@@ -450,7 +300,7 @@ class _Run:
 
     # -- rows -----------------------------------------------------------------------------
 
-    async def _delete_rows(self, events: _Range) -> AsyncIterator[Pruned]:
+    async def _delete_rows(self, events: sql.Range) -> AsyncIterator[Pruned]:
         after = ""
         while True:
             step = await _in_transaction(
@@ -464,12 +314,14 @@ class _Run:
                 return
             after = step.after
 
-    async def _delete_step(self, conn: asyncpg.Connection, *, events: _Range, after: str) -> _Step:
+    async def _delete_step(
+        self, conn: asyncpg.Connection, *, events: sql.Range, after: str
+    ) -> _Step:
         """Deletes the ended events among the next ``batch`` of ``events`` after ``after``."""
         ids = [
             r["id"]
             for r in await conn.fetch(
-                _CANDIDATES[events.table],
+                sql.CANDIDATES[events.table],
                 events.low,
                 events.high,
                 after,
@@ -481,7 +333,7 @@ class _Run:
         if not ids:
             return _Step(Pruned(), "")
         span = (events.deliveries_low, events.deliveries_high)
-        deliveries = await conn.fetch(_LOCK_DELIVERIES, ids, *span)
+        deliveries = await conn.fetch(sql.LOCK_DELIVERIES, ids, *span)
         waiting = {r["event_id"] for r in deliveries if r["status"] not in _ENDED_VALUES}
         gone = [i for i in ids if i not in waiting]
         if not gone:
@@ -489,12 +341,12 @@ class _Run:
         ended = [r["id"] for r in deliveries if r["event_id"] not in waiting]
         parts: dict[str, int] = {}
         counts: list[int] = []
-        for sql, keys, low, high in (
-            (_DELETE_ATTEMPTS, ended, *span),
-            (_DELETE_DELIVERIES, ended, *span),
-            (_DELETE_EVENTS, gone, ids[0], events.high),
+        for statement, keys, low, high in (
+            (sql.DELETE_ATTEMPTS, ended, *span),
+            (sql.DELETE_DELIVERIES, ended, *span),
+            (sql.DELETE_EVENTS, gone, ids[0], events.high),
         ):
-            rows = await conn.fetch(sql, keys, low, high)
+            rows = await conn.fetch(statement, keys, low, high)
             for r in rows:
                 parts[r["part"]] = parts.get(r["part"], 0) + int(r["n"])
             counts.append(sum(int(r["n"]) for r in rows))
@@ -509,7 +361,7 @@ class _Run:
         before = codec.to_us(self._cutoff)
 
         async def job(conn: asyncpg.Connection) -> int:
-            status: str = await conn.execute(_DELETE_KEYS, before, self._batch)
+            status: str = await conn.execute(sql.DELETE_KEYS, before, self._batch)
             return int(status.split()[-1])
 
         while True:
@@ -546,5 +398,5 @@ async def prune(
 async def size_bytes(db: PgConnections) -> int:
     """Store.size_bytes: convoyd's tables (each partition; parents have no storage) with
     their indexes and TOAST."""
-    rows = await db.fetch(_SIZE)
+    rows = await db.fetch(sql.SIZE)
     return int(rows[0]["n"])

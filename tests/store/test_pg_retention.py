@@ -21,7 +21,7 @@ from convoyd.core.model import DeliveryStatus, Endpoint
 from convoyd.errors import UnavailableError
 from convoyd.retention import add
 from convoyd.settings import PostgresSettings
-from convoyd.store import pg_retention
+from convoyd.store import pg_retention, pg_retention_sql
 from convoyd.store.base import IngestNeeds, IngestWrite, Pruned
 from convoyd.store.pg import PostgresStore
 from convoyd.store.pg_connections import PgConnections
@@ -284,7 +284,7 @@ async def test_a_delivery_sent_again_while_the_drop_waits_for_the_tables_keeps_i
 ) -> None:
     # Only this old day exists, so the drop that waits is its own; and it waits long enough
     # for the commit below however slow the machine.
-    monkeypatch.setattr(pg_retention, "_LOCK_WAIT", "30s")
+    monkeypatch.setattr(pg_retention_sql, "LOCK_WAIT", "30s")
     await one_old_day(db)
     ended = await stored(store, ep, [S.SUCCESS], at=OLD)
     sent_again = await stored(store, ep, [S.FAILURE], at=OLD + 60)
