@@ -19,6 +19,7 @@ import pytest
 from convoyd.cluster import feed
 from convoyd.core.model import Delivery, Endpoint
 from convoyd.store import codec
+from tests.feed_support import cluster_feed
 from tests.store.contract_data import endpoint, event_write
 
 
@@ -67,21 +68,8 @@ class _Cluster:
         return [self._endpoints[i] for i in ids if i in self._endpoints]
 
 
-class _Hub:
-    watching = False
-
-
 def _receiving(engine: _Engine, cluster: _Cluster) -> feed.ClusterFeed:
-    return feed.ClusterFeed(
-        engine=engine,  # type: ignore[arg-type]
-        hub=_Hub(),  # type: ignore[arg-type]
-        membership=_Membership(),  # type: ignore[arg-type]
-        cluster=cluster,  # type: ignore[arg-type]
-        dsn="",
-        connect_timeout=1.0,
-        resync=lambda: None,  # type: ignore[arg-type,return-value]
-        anyone_watching=lambda: False,
-    )
+    return cluster_feed(engine=engine, membership=_Membership(), cluster=cluster)
 
 
 def _work(delivery: Delivery) -> str:
@@ -192,16 +180,7 @@ async def test_work_for_a_shard_handed_back_since_the_last_heartbeat_goes_to_eve
     ep = endpoint()
     (delivery,) = event_write([ep]).deliveries
     cluster = _Notifying()
-    sending = feed.ClusterFeed(
-        engine=_Engine(),  # type: ignore[arg-type]
-        hub=_Hub(),  # type: ignore[arg-type]
-        membership=_Handed(),  # type: ignore[arg-type]
-        cluster=cluster,  # type: ignore[arg-type]
-        dsn="",
-        connect_timeout=1.0,
-        resync=lambda: None,  # type: ignore[arg-type,return-value]
-        anyone_watching=lambda: False,
-    )
+    sending = cluster_feed(engine=_Engine(), membership=_Handed(), cluster=cluster)
     sending._send_foreign([delivery], None)
     async with asyncio.timeout(5):
         await cluster.done.wait()

@@ -12,6 +12,7 @@ from convoyd.cluster import feed
 from convoyd.core.tracecontext import EventTrace, TraceParent
 from convoyd.store import codec
 from convoyd.store.base import Payload
+from tests.feed_support import cluster_feed
 from tests.store.contract_data import endpoint, event_write
 
 TRACE = EventTrace(
@@ -51,16 +52,7 @@ def test_a_work_notification_carries_the_body_with_its_trace(trace: EventTrace |
         "node-a", 0.0, {delivery.id: (list(codec.delivery_to_row(delivery)), body)}
     )
     engine = _Engine()
-    receiving = feed.ClusterFeed(
-        engine=engine,  # type: ignore[arg-type]
-        hub=None,  # type: ignore[arg-type]
-        membership=_Membership(),  # type: ignore[arg-type]
-        cluster=None,  # type: ignore[arg-type]
-        dsn="",
-        connect_timeout=1.0,
-        resync=lambda: None,  # type: ignore[arg-type,return-value]
-        anyone_watching=lambda: False,
-    )
+    receiving = cluster_feed(engine=engine, membership=_Membership())
     parsed = json.loads(message)
     receiving._take_work(parsed["d"], parsed["p"])
     assert engine.admitted == [delivery.id]
