@@ -4,8 +4,9 @@ picture is behind: both used to leave a delivery to the slow poll (up to two sec
 - Receiving: a node sends an endpoint's change ("e") before the work for it ("d"), and the
   receiving node reads the changed endpoint from the store before its engine has a lane for it.
   Work for it that comes meanwhile is held until the change is applied, then taken.
-- Sending: a node that handed a shard back still names itself its owner until its next
-  heartbeat; work for that shard goes to every node meanwhile, not to its own channel.
+- Sending: a node that handed a shard back had itself as its owner in its last heartbeat
+  (convoyd/cluster/membership.py); work for that shard goes to every node until the next one,
+  not to this node's own channel.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from collections.abc import Iterable
 import pytest
 
 from convoyd.cluster import feed
+from convoyd.cluster.membership import Membership, Shard
 from convoyd.core.model import Delivery, Endpoint
 from convoyd.store import codec
+from convoyd.store.pg_cluster import Heartbeat
 from tests.feed_support import cluster_feed
 from tests.store.contract_data import endpoint, event_write
 
@@ -154,19 +157,11 @@ async def test_work_for_an_endpoint_deleted_meanwhile_is_left_to_the_store() -> 
         await asyncio.gather(mail, return_exceptions=True)
 
 
-class _Handed:
-    """A node that has handed its shards back since its last heartbeat."""
-
-    node_id = "node-a"
-
-    def owns(self, endpoint_id: str) -> bool:
-        return False
-
-    def owner_of(self, endpoint_id: str) -> str | None:
-        return self.node_id
-
-
 class _Notifying:
+    """The store's cluster calls that sending work and membership's answers touch."""
+
+    total_shards = 8
+
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
         self.done = asyncio.Event()
@@ -176,11 +171,39 @@ class _Notifying:
         self.done.set()
 
 
-async def test_work_for_a_shard_handed_back_since_the_last_heartbeat_goes_to_every_node() -> None:
+def _handed_back(cluster: _Notifying, *, releasing: bool) -> Membership:
+    """A node whose last heartbeat named it the holder of every shard, that has since handed
+    them all back (or is handing them back)."""
+    membership = Membership(
+        cluster,  # type: ignore[arg-type]
+        node_id="node-a",
+        lease=10.0,
+        version="test",
+        addresses=lambda: ("", ""),
+    )
+    shards = range(cluster.total_shards)
+    membership._beat = Heartbeat(
+        renewed=dict.fromkeys(shards, 1),
+        live=["node-a", "node-b"],
+        held={"node-a": cluster.total_shards},
+        owners=dict.fromkeys(shards, "node-a"),
+        watching=False,
+    )
+    if releasing:
+        membership._shards = {s: Shard(epoch=1, good_until=1e12, releasing=True) for s in shards}
+    return membership
+
+
+@pytest.mark.parametrize("releasing", [False, True], ids=["handed back", "handing back"])
+async def test_work_for_a_shard_handed_back_since_the_last_heartbeat_goes_to_every_node(
+    releasing: bool,
+) -> None:
     ep = endpoint()
     (delivery,) = event_write([ep]).deliveries
     cluster = _Notifying()
-    sending = cluster_feed(engine=_Engine(), membership=_Handed(), cluster=cluster)
+    membership = _handed_back(cluster, releasing=releasing)
+    assert membership.owner_of(ep.id) is None
+    sending = cluster_feed(engine=_Engine(), membership=membership, cluster=cluster)
     sending._send_foreign([delivery], None)
     async with asyncio.timeout(5):
         await cluster.done.wait()

@@ -150,9 +150,6 @@ class ClusterFeed:
             if membership.owns(d.endpoint_id):
                 continue
             owner = membership.owner_of(d.endpoint_id)
-            if owner == self._node:
-                # Handed back since the last heartbeat: who took it is not known here yet.
-                owner = None
             box = self._work.setdefault(owner, {})
             box[d.id] = (list(codec.delivery_to_row(d)), body)
         if self._work:
@@ -328,7 +325,7 @@ class ClusterFeed:
                 self._engine.remember_payload(event_id, payload)
         # A node sends an endpoint's change before the work for it, so a change not yet
         # applied here is in the inbox or being read.
-        changing = self._inbox.get("e", set()) | self._loading
+        changing = self._changes_pending()
         if changing:
             self._parked.extend(d for d in mine if d.endpoint_id in changing)
             mine = [d for d in mine if d.endpoint_id not in changing]
@@ -340,24 +337,28 @@ class ClusterFeed:
         for endpoint_id in deleted:
             self._engine.endpoint_deleted(endpoint_id)
         changed = [i for i in inbox.get("e", ()) if i not in deleted and owns(i)]
-        if changed:
-            self._loading.update(changed)
-            try:
+        self._loading.update(changed)
+        try:
+            if changed:
                 for endpoint in await self._cluster.endpoints(changed):
                     self._engine.endpoint_changed(endpoint)
-            finally:
-                self._loading.difference_update(changed)
+        finally:
+            self._loading.difference_update(changed)
+            if self._parked:
                 self._admit_parked()
-        elif self._parked:
-            self._admit_parked()
         watched = inbox.get("c", set()) if self._hub.watching else set()
         if watched:
             self._hub.publish(await self._cluster.deliveries(sorted(watched)))
 
+    def _changes_pending(self) -> set[str]:
+        """Endpoints whose change has come but is not applied yet: in the inbox, or being read."""
+        inbox = self._inbox.get("e")
+        return self._loading | inbox if inbox else self._loading
+
     def _admit_parked(self) -> None:
         """The parked deliveries whose endpoint's change is applied (or failed to load: then the
         engine takes what it has a lane for, and the slow poll finds the rest)."""
-        waiting = self._inbox.get("e", set()) | self._loading
+        waiting = self._changes_pending()
         parked = self._parked
         self._parked = [d for d in parked if d.endpoint_id in waiting]
         self._engine.admit(d for d in parked if d.endpoint_id not in waiting)

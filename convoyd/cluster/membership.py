@@ -114,10 +114,15 @@ class Membership:
         return None if held is None else (shard, held.epoch)
 
     def owner_of(self, endpoint_id: str) -> str | None:
-        """The node that held the endpoint's shard at the last heartbeat (None: none known)."""
+        """The node that held the endpoint's shard at the last heartbeat (None: none known). Not
+        this node once it is handing the shard back or has: until the next heartbeat names the
+        taker, the taker is not known here."""
         if self._beat is None or not self._cluster.total_shards:
             return None
-        return self._beat.owners.get(self.shard(endpoint_id))
+        owner = self._beat.owners.get(self.shard(endpoint_id))
+        if owner == self.node_id and not self.owns(endpoint_id):
+            return None
+        return owner
 
     @property
     def live_nodes(self) -> int:
